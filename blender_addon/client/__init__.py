@@ -1,0 +1,1 @@
+"""Pure-Python client for the One-to-All render service (grpcio + protobuf + numpy; no bpy, no torch)."""
