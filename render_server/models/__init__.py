@@ -1,0 +1,27 @@
+"""The One-to-All Animation model on diffusers (torch lives only below this package).
+
+Names are resolved lazily so that ``import render_server.models`` stays cheap and a missing torch
+fails at use, with the real ImportError, rather than at package import.
+"""
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "OneToAllTransformer": "transformer_one_to_all",
+    "ReferenceFeatures": "reference_encoder",
+    "CheckpointError": "loading",
+    "load_one_to_all_transformer": "loading",
+    "infer_config_from_state_dict": "loading",
+    "build_tiny_transformer": "tiny",
+    "build_tiny_vae": "tiny",
+    "build_tiny_text_encoder": "tiny",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
