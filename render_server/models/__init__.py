@@ -16,6 +16,8 @@ _EXPORTS = {
     "build_tiny_transformer": "tiny",
     "build_tiny_vae": "tiny",
     "build_tiny_text_encoder": "tiny",
+    "ONE_TO_ALL_1_3B_CONFIG": "configs",
+    "ONE_TO_ALL_14B_CONFIG": "configs",
 }
 
 __all__ = sorted(_EXPORTS)
