@@ -188,7 +188,7 @@ class Limits(_message.Message):
     def __init__(self, max_frames: _Optional[int] = ..., max_output_pixels: _Optional[int] = ..., max_reference_pixels: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_steps: _Optional[int] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("client_request_id", "reference_image", "reference_image_asset_id", "reference_pose", "driving_poses", "driving_poses_asset_id", "width_px", "height_px", "fps", "seed", "steps", "image_guidance_scale", "pose_guidance_scale", "guidance_mode", "face_lightening", "alignment_mode", "chunk_plan", "priority", "image_pose_transfer", "lease_s", "prompt", "negative_prompt", "display_name")
+    __slots__ = ("client_request_id", "reference_image", "reference_image_asset_id", "reference_pose", "driving_poses", "driving_poses_asset_id", "width_px", "height_px", "fps", "seed", "steps", "image_guidance_scale", "pose_guidance_scale", "guidance_mode", "face_lightening", "alignment_mode", "chunk_plan", "priority", "image_pose_transfer", "lease_s", "prompt", "negative_prompt", "display_name", "head_lightening", "same_skeleton")
     CLIENT_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_IMAGE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_IMAGE_ASSET_ID_FIELD_NUMBER: _ClassVar[int]
@@ -212,6 +212,8 @@ class SubmitJobRequest(_message.Message):
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    HEAD_LIGHTENING_FIELD_NUMBER: _ClassVar[int]
+    SAME_SKELETON_FIELD_NUMBER: _ClassVar[int]
     client_request_id: str
     reference_image: bytes
     reference_image_asset_id: str
@@ -235,7 +237,9 @@ class SubmitJobRequest(_message.Message):
     prompt: str
     negative_prompt: str
     display_name: str
-    def __init__(self, client_request_id: _Optional[str] = ..., reference_image: _Optional[bytes] = ..., reference_image_asset_id: _Optional[str] = ..., reference_pose: _Optional[_Union[ReferencePose, _Mapping]] = ..., driving_poses: _Optional[_Union[PoseSequence, _Mapping]] = ..., driving_poses_asset_id: _Optional[str] = ..., width_px: _Optional[int] = ..., height_px: _Optional[int] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., image_guidance_scale: _Optional[float] = ..., pose_guidance_scale: _Optional[float] = ..., guidance_mode: _Optional[_Union[GuidanceMode, str]] = ..., face_lightening: _Optional[_Union[FaceLighteningMode, str]] = ..., alignment_mode: _Optional[_Union[AlignmentMode, str]] = ..., chunk_plan: _Optional[_Union[ChunkPlan, str]] = ..., priority: _Optional[int] = ..., image_pose_transfer: _Optional[_Union[ImagePoseTransferMode, str]] = ..., lease_s: _Optional[int] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
+    head_lightening: bool
+    same_skeleton: bool
+    def __init__(self, client_request_id: _Optional[str] = ..., reference_image: _Optional[bytes] = ..., reference_image_asset_id: _Optional[str] = ..., reference_pose: _Optional[_Union[ReferencePose, _Mapping]] = ..., driving_poses: _Optional[_Union[PoseSequence, _Mapping]] = ..., driving_poses_asset_id: _Optional[str] = ..., width_px: _Optional[int] = ..., height_px: _Optional[int] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., image_guidance_scale: _Optional[float] = ..., pose_guidance_scale: _Optional[float] = ..., guidance_mode: _Optional[_Union[GuidanceMode, str]] = ..., face_lightening: _Optional[_Union[FaceLighteningMode, str]] = ..., alignment_mode: _Optional[_Union[AlignmentMode, str]] = ..., chunk_plan: _Optional[_Union[ChunkPlan, str]] = ..., priority: _Optional[int] = ..., image_pose_transfer: _Optional[_Union[ImagePoseTransferMode, str]] = ..., lease_s: _Optional[int] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., display_name: _Optional[str] = ..., head_lightening: _Optional[bool] = ..., same_skeleton: _Optional[bool] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
     __slots__ = ("job", "created")
@@ -246,7 +250,7 @@ class SubmitJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class JobSettings(_message.Message):
-    __slots__ = ("width_px", "height_px", "fps", "seed", "steps", "image_guidance_scale", "pose_guidance_scale", "guidance_mode", "face_lightening", "alignment_mode", "chunk_plan", "image_pose_transfer", "priority", "lease_s", "frame_count", "segment_count", "model_id")
+    __slots__ = ("width_px", "height_px", "fps", "seed", "steps", "image_guidance_scale", "pose_guidance_scale", "guidance_mode", "face_lightening", "alignment_mode", "chunk_plan", "image_pose_transfer", "priority", "lease_s", "frame_count", "segment_count", "model_id", "head_lightening", "same_skeleton")
     WIDTH_PX_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_PX_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +268,8 @@ class JobSettings(_message.Message):
     FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    HEAD_LIGHTENING_FIELD_NUMBER: _ClassVar[int]
+    SAME_SKELETON_FIELD_NUMBER: _ClassVar[int]
     width_px: int
     height_px: int
     fps: float
@@ -281,7 +287,9 @@ class JobSettings(_message.Message):
     frame_count: int
     segment_count: int
     model_id: str
-    def __init__(self, width_px: _Optional[int] = ..., height_px: _Optional[int] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., image_guidance_scale: _Optional[float] = ..., pose_guidance_scale: _Optional[float] = ..., guidance_mode: _Optional[_Union[GuidanceMode, str]] = ..., face_lightening: _Optional[_Union[FaceLighteningMode, str]] = ..., alignment_mode: _Optional[_Union[AlignmentMode, str]] = ..., chunk_plan: _Optional[_Union[ChunkPlan, str]] = ..., image_pose_transfer: _Optional[_Union[ImagePoseTransferMode, str]] = ..., priority: _Optional[int] = ..., lease_s: _Optional[int] = ..., frame_count: _Optional[int] = ..., segment_count: _Optional[int] = ..., model_id: _Optional[str] = ...) -> None: ...
+    head_lightening: bool
+    same_skeleton: bool
+    def __init__(self, width_px: _Optional[int] = ..., height_px: _Optional[int] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., image_guidance_scale: _Optional[float] = ..., pose_guidance_scale: _Optional[float] = ..., guidance_mode: _Optional[_Union[GuidanceMode, str]] = ..., face_lightening: _Optional[_Union[FaceLighteningMode, str]] = ..., alignment_mode: _Optional[_Union[AlignmentMode, str]] = ..., chunk_plan: _Optional[_Union[ChunkPlan, str]] = ..., image_pose_transfer: _Optional[_Union[ImagePoseTransferMode, str]] = ..., priority: _Optional[int] = ..., lease_s: _Optional[int] = ..., frame_count: _Optional[int] = ..., segment_count: _Optional[int] = ..., model_id: _Optional[str] = ..., head_lightening: _Optional[bool] = ..., same_skeleton: _Optional[bool] = ...) -> None: ...
 
 class JobError(_message.Message):
     __slots__ = ("code", "code_name", "message", "hint", "retryable")
