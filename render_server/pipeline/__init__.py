@@ -27,7 +27,7 @@ _EXPORTS = {
     "ChunkResult": "pipeline",
     "OneToAllPipeline": "pipeline",
     "LatentCodec": "vae",
-    "PromptEmbeddings": "text",
+    "PromptEmbeddings": "types",
     "TextEmbeddingCache": "text",
     "T5PromptEncoder": "text",
     "load_pipeline": "loading",

@@ -156,6 +156,8 @@ def plan_cost(chunks: Sequence[Chunk], num_frames: int) -> float:
 
 
 def _is_4k1(length: int) -> bool:
+    if isinstance(length, bool) or not isinstance(length, int):
+        return False
     return length >= 1 and (length - 1) % VAE_TEMPORAL_FACTOR == 0
 
 

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .chunking import Chunk, plan_chunks
+from .chunking import Chunk
 from .guidance import Guidance, GuidancePass, default_guidance_scales, guidance_for_scales
 from .scheduling import DEFAULT_SHIFT, Schedule, euler_step, make_schedule
 from .types import (
@@ -29,6 +29,7 @@ from .types import (
     ShotInputs,
     StepProgress,
     mode_rules,
+    shot_plan,
     validate_shot,
 )
 from .vae import LatentCodec, mask_to_unit, uint8_to_unit, unit_to_uint8
@@ -125,7 +126,7 @@ class OneToAllPipeline:
         image_scale = default_image if shot.image_guidance_scale is None else shot.image_guidance_scale
         pose_scale = default_pose if shot.pose_guidance_scale is None else shot.pose_guidance_scale
         guidance = guidance_for_scales(image_scale, pose_scale, shot.guidance_variant)
-        chunks = plan_chunks(shot.num_frames, shot.plan if shot.plan is not None else rules.plan)
+        chunks = shot_plan(shot)
         schedule = make_schedule(int(shot.steps), shift=self.shift, mode=rules.schedule)
         positive, negative = self._prompt_embeddings(shot, guidance)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 DEFAULT_MAX_LENGTH = 512
@@ -163,7 +164,7 @@ class TextEmbeddingCache:
             return None
         try:
             return load_file(str(file))["embeds"]
-        except (OSError, KeyError, RuntimeError, ValueError):
+        except (OSError, KeyError, RuntimeError, ValueError, SafetensorError):
             # A truncated or foreign file: recompute and overwrite it.
             return None
 

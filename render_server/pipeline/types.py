@@ -8,7 +8,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .chunking import plan_chunks
+from .chunking import Chunk, plan_chunks
 from .guidance import GUIDANCE_VARIANTS
 
 PipelineMode = Literal["default", "official"]
@@ -71,8 +71,8 @@ class ShotInputs:
     reference_image (H, W, 3); reference_pose (H, W, 3): the pose drawn for the reference image;
     pose_frames (N, H, W, 3): the driving pose drawings; mask (H, W) or None: 255 = area to outpaint,
     0 = valid reference pixels (None = all valid, the official "ref" mode). Guidance scales default to the
-    official ones for the model size. ``plan`` defaults to the mode's plan. ``prompt_embeds`` bypasses the
-    text encoder.
+    official ones for the model size. ``plan`` defaults to the mode's plan; ``max_chunk_frames`` (4k+1) caps
+    the default plan's chunk length. ``prompt_embeds`` bypasses the text encoder.
     """
 
     reference_image: np.ndarray
@@ -86,6 +86,7 @@ class ShotInputs:
     guidance_variant: str = "auto"
     mode: PipelineMode = "default"
     plan: str | Sequence[Sequence[int]] | None = None
+    max_chunk_frames: int = 81  # default plan only: shorter chunks need less GPU memory
     prompt: str = ""
     negative_prompt: str = OFFICIAL_NEGATIVE_PROMPT
     prompt_embeds: PromptEmbeddings | None = field(default=None, repr=False)
@@ -141,8 +142,15 @@ def validate_shot(shot: ShotInputs) -> None:
         raise ValueError(f"prompt must be a str, got {type(shot.prompt).__name__}")
     if not isinstance(shot.negative_prompt, str):
         raise ValueError(f"negative_prompt must be a str, got {type(shot.negative_prompt).__name__}")
+    shot_plan(shot)  # raises ValueError naming num_frames / plan / max_chunk_frames
+
+
+def shot_plan(shot: ShotInputs) -> list[Chunk]:
+    """The shot's chunks: its explicit plan, else the mode's plan (default plan capped at max_chunk_frames)."""
     plan = shot.plan if shot.plan is not None else mode_rules(shot.mode).plan
-    plan_chunks(shot.num_frames, plan)  # raises ValueError naming num_frames / plan
+    if plan == "default":
+        return plan_chunks(shot.num_frames, plan, max_chunk_frames=shot.max_chunk_frames)
+    return plan_chunks(shot.num_frames, plan)
 
 
 def check_size(height: int, width: int) -> None:
