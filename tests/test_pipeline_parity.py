@@ -152,3 +152,14 @@ def test_free_running_generate_matches_official_video(case, official_pipeline, s
     expected = np.asarray(np.load(PIPELINE_DIR / "expected" / case / "video.npz")["combined"])[:, :, shot.width :]
     diff = np.abs(video.astype(np.int16) - expected.astype(np.int16))
     assert diff.max() <= 3 and (diff > 0).mean() <= 0.03, (diff.max(), (diff > 0).mean())
+
+
+@pytest.mark.parametrize("case", _cases())
+def test_official_preview_matches_driver_overlay(case, shared_inputs):
+    """The left half of the driver's mp4 frames from the stored generated half and the pose frames."""
+    from render_server.pipeline.preview import official_preview
+
+    combined = np.asarray(np.load(PIPELINE_DIR / "expected" / case / "video.npz")["combined"])
+    total, width = combined.shape[0], combined.shape[2] // 2
+    preview = official_preview(shared_inputs["pose_frames"][:total], np.ascontiguousarray(combined[:, :, width:]))
+    assert np.array_equal(preview, combined)

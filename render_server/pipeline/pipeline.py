@@ -250,7 +250,7 @@ class OneToAllPipeline:
         prev_latents = None
         pinned = chunk.pinned_latent_frames
         if previous is not None:
-            prev_latents = self.codec.encode(uint8_to_unit(previous)).to(storage)
+            prev_latents = self.codec.encode(uint8_to_unit(previous)).to(device, storage)
             latents = torch.cat([prev_latents, latents[:, :, pinned:]], dim=2)
 
         pose_video = uint8_to_unit(shot.pose_frames[chunk.pose_frame_indices(shot.num_frames)])
