@@ -1,0 +1,1 @@
+"""On-disk storage of the render server: content-addressed assets, per-job folders, frames, images, videos."""
