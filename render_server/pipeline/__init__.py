@@ -27,6 +27,7 @@ _EXPORTS = {
     "ChunkResult": "pipeline",
     "OneToAllPipeline": "pipeline",
     "LatentCodec": "vae",
+    "official_preview": "preview",
     "PromptEmbeddings": "types",
     "TextEmbeddingCache": "text",
     "T5PromptEncoder": "text",

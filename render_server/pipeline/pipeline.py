@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .acceleration import reset_step_cache
 from .chunking import Chunk
 from .guidance import Guidance, GuidancePass, default_guidance_scales, guidance_for_scales
 from .scheduling import DEFAULT_SHIFT, Schedule, euler_step, make_schedule
@@ -255,6 +256,8 @@ class OneToAllPipeline:
 
         pose_video = uint8_to_unit(shot.pose_frames[chunk.pose_frame_indices(shot.num_frames)])
         batches = self._pass_batches(prepared, pose_video)
+        # Step caches (FirstBlockCache, TaylorSeer) hold residuals of the previous call: never across chunks.
+        reset_step_cache(self.transformer)
 
         schedule = prepared.schedule
         for step in range(schedule.num_steps):

@@ -2,8 +2,8 @@
 
 Normalisation is the official ``(z - mean) * (1 / std)`` and ``z / (1 / std) + mean`` with a float32 ``1/std``
 (fixture quirk Q9), applied to the VAE's ``latent_dist.mode()``. Encoding always runs in float32 (a low-precision
-encode drifts chained token-replace generation); decoding runs in the VAE's dtype, or under autocast in
-``decode_dtype`` (bfloat16 decode is visually lossless and faster on GPUs).
+encode drifts chained token-replace generation), so the VAE is kept in float32; decoding may run under
+autocast in ``decode_dtype`` (bfloat16 decode is visually lossless and faster on GPUs).
 """
 
 from __future__ import annotations
@@ -22,6 +22,12 @@ class LatentCodec:
             raise ValueError(
                 f"VAE config: latents_mean/latents_std must have z_dim={config.z_dim} entries, "
                 f"got {len(config.latents_mean)}/{len(config.latents_std)}"
+            )
+        dtype = next(vae.parameters()).dtype
+        if dtype != torch.float32:
+            # Encoding must be float32, and rounded weights cannot be recovered by casting back.
+            raise ValueError(
+                f"vae must be kept in float32 (got {dtype}); pass decode_dtype=torch.bfloat16 for a faster decode"
             )
         self.vae = vae
         self.decode_dtype = decode_dtype
@@ -43,15 +49,7 @@ class LatentCodec:
         if pixels.ndim != 5 or pixels.shape[1] != 3:
             raise ValueError(f"pixels must be (B, 3, T, H, W), got shape {tuple(pixels.shape)}")
         device = self.device
-        vae_dtype = next(self.vae.parameters()).dtype
-        # Encode in float32 whatever dtype the VAE is kept in.
-        if vae_dtype != torch.float32:
-            self.vae.to(torch.float32)
-        try:
-            latents = self.vae.encode(pixels.to(device, torch.float32)).latent_dist.mode()
-        finally:
-            if vae_dtype != torch.float32:
-                self.vae.to(vae_dtype)
+        latents = self.vae.encode(pixels.to(device, torch.float32)).latent_dist.mode()
         latents = latents.to(torch.float32)
         return (latents - self._mean.to(device)) * self._inv_std.to(device)
 
@@ -62,13 +60,12 @@ class LatentCodec:
             raise ValueError(f"latents must be (B, {self.latent_channels}, F, h, w), got shape {tuple(latents.shape)}")
         device = self.device
         z = latents.to(device, torch.float32) / self._inv_std.to(device) + self._mean.to(device)
-        vae_dtype = next(self.vae.parameters()).dtype
-        if self.decode_dtype is None or self.decode_dtype == vae_dtype:
-            frames = self.vae.decode(z.to(vae_dtype)).sample
+        if self.decode_dtype is None or self.decode_dtype == torch.float32:
+            frames = self.vae.decode(z).sample
         else:
-            # A float32 VAE decoding in bfloat16: autocast instead of keeping a second copy of the weights.
+            # Autocast instead of a second, low-precision copy of the weights.
             with torch.autocast(device.type, dtype=self.decode_dtype):
-                frames = self.vae.decode(z.to(vae_dtype)).sample
+                frames = self.vae.decode(z).sample
         return frames.to(torch.float32)
 
 
