@@ -97,7 +97,6 @@ def load_one_to_all_transformer(
         raise CheckpointError(f"{path}: config from {config_source} is not a valid One-to-All config: {error}") from error
     check_keys(path, model, tensors, config_source)
 
-    fp32_patterns = model._keep_in_fp32_modules if keep_fp32_modules and dtype != torch.float32 else []
     by_file: dict[Path, list[str]] = {}
     for key, info in tensors.items():
         by_file.setdefault(info.file, []).append(key)
@@ -107,8 +106,7 @@ def load_one_to_all_transformer(
         shard: dict[str, torch.Tensor] = {}
         with safe_open(str(file), framework="pt", device=str(torch.device(device))) as handle:
             for key in keys:
-                # diffusers' rule: a _keep_in_fp32_modules name is one component of the parameter path.
-                target = torch.float32 if any(p in key.split(".") for p in fp32_patterns) else dtype
+                target = OneToAllTransformer.parameter_dtype(key, dtype, keep_fp32_modules)
                 shard[key] = handle.get_tensor(key).to(dtype=target)
         # assign=True swaps the meta parameters for these tensors: no second copy of the weights.
         model.load_state_dict(shard, strict=False, assign=True)

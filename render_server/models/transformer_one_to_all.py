@@ -175,6 +175,27 @@ class OneToAllTransformer(WanTransformer3DModel):
         self._ref_feature_index = reference_feature_index(num_layers, ref_num_layers + 1)
         register_block_metadata()
 
+    @classmethod
+    def parameter_dtype(cls, name: str, dtype: torch.dtype, keep_fp32_modules: bool) -> torch.dtype:
+        """dtype of parameter ``name`` at runtime ``dtype`` (diffusers' rule: a kept name is a path component)."""
+        if keep_fp32_modules and any(kept in name.split(".") for kept in cls._keep_in_fp32_modules):
+            return torch.float32
+        return dtype
+
+    def set_runtime_dtype(self, dtype: torch.dtype, keep_fp32_modules: bool = False) -> "OneToAllTransformer":
+        """Cast the parameters to ``dtype`` for autocast-free inference; RoPE tables always stay float32.
+
+        ``keep_fp32_modules=True`` also keeps ``_keep_in_fp32_modules`` (time embedders, modulation tables,
+        norms) in float32, like diffusers' ``from_pretrained(torch_dtype=...)``; ``False`` casts them as the
+        official code does. Unlike ``model.to(dtype)`` this never rounds the RoPE tables.
+        """
+        with torch.no_grad():
+            for name, param in self.named_parameters():
+                target = self.parameter_dtype(name, dtype, keep_fp32_modules)
+                if param.dtype != target:
+                    param.data = param.data.to(target)
+        return self
+
     # ------------------------------------------------------------------------------------------
     # Condition encoders that callers may run once and reuse
     # ------------------------------------------------------------------------------------------
@@ -210,7 +231,7 @@ class OneToAllTransformer(WanTransformer3DModel):
         reference latent can share it (pass it as ``reference_features``).
         """
         self._check_image_latents(image_latents)
-        timestep = _batch_timestep(timestep, image_latents.shape[0])
+        timestep = _batch_timestep(timestep, image_latents.shape[0], image_latents.device)
         return self.refextractor(image_latents, timestep, self.used_reference_features)
 
     # ------------------------------------------------------------------------------------------
@@ -263,7 +284,7 @@ class OneToAllTransformer(WanTransformer3DModel):
         _check_rank("encoder_hidden_states", encoder_hidden_states, 3)
         if encoder_hidden_states.shape[0] != batch_size:
             raise ValueError(f"encoder_hidden_states batch {encoder_hidden_states.shape[0]} != hidden_states batch {batch_size}")
-        timestep = _batch_timestep(timestep, batch_size)
+        timestep = _batch_timestep(timestep, batch_size, hidden_states.device)
         tokens_per_frame = (height // p_h) * (width // p_w)
 
         # 1. Prefix frame, patch & position embedding
@@ -283,7 +304,10 @@ class OneToAllTransformer(WanTransformer3DModel):
         # 3. Time and text embeddings; token replace adds a t = 0 modulation in the same call
         if token_replace:
             timestep = torch.cat([timestep, torch.zeros_like(timestep)])
-        temb, timestep_proj, encoder_hidden_states, _ = self.condition_embedder(timestep, encoder_hidden_states)
+        text_dtype = self.condition_embedder.text_embedder.linear_1.weight.dtype
+        temb, timestep_proj, encoder_hidden_states, _ = self.condition_embedder(
+            timestep, encoder_hidden_states.to(text_dtype)
+        )
         timestep_proj = timestep_proj.unflatten(1, (6, -1))
         temb_replace = timestep_proj_replace = token_range = None
         if token_replace:
@@ -362,8 +386,8 @@ def _check_rank(name: str, tensor: torch.Tensor, ndim: int) -> None:
         raise ValueError(f"{name} must be a {ndim}-D tensor, got {shape}")
 
 
-def _batch_timestep(timestep: torch.Tensor | float, batch_size: int) -> torch.Tensor:
-    timestep = torch.as_tensor(timestep)
+def _batch_timestep(timestep: torch.Tensor | float, batch_size: int, device: torch.device) -> torch.Tensor:
+    timestep = torch.as_tensor(timestep, device=device)
     if timestep.ndim == 0:
         timestep = timestep.expand(batch_size)
     if timestep.ndim != 1 or timestep.shape[0] not in (1, batch_size):
