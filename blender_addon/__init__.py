@@ -10,6 +10,18 @@ from __future__ import annotations
 
 import importlib
 
+# Legacy add-on metadata, used when the checkout is enabled as a plain add-on (``--addons
+# blender_addon``, tests). The extension build uses blender_manifest.toml instead.
+bl_info = {
+    "name": "One-to-All Render",
+    "author": "One-to-All render developers",
+    "version": (0, 1, 0),
+    "blender": (4, 2, 0),
+    "location": "3D View / Sequencer > Sidebar > O2A",
+    "description": "Rig motion -> whole-body poses -> GPU render server -> sequencer strip",
+    "category": "Animation",
+}
+
 # Registration order; unregistered in reverse (each module registers and removes its own parts).
 _BPY_MODULES = ("prefs", "props", "operators", "operators_jobs", "ui", "handlers")
 

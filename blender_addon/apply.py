@@ -53,8 +53,9 @@ def apply_message(msg: Message) -> None:
         rec.message = "submitted"
     elif isinstance(msg, MsgProgress):
         rec.state = msg.state if msg.state in ("QUEUED", "RUNNING", "DOWNLOADING") else rec.state
-        rec.progress = max(0.0, min(1.0, msg.progress))
-        rec.eta_s = msg.eta_s
+        if msg.progress >= 0:  # -1 = unknown (state changes, heartbeats)
+            rec.progress = min(1.0, msg.progress)
+            rec.eta_s = msg.eta_s
         if msg.message:
             rec.message = msg.message
     elif isinstance(msg, MsgDone):

@@ -65,44 +65,47 @@ class _ServerOperator:
         return ok
 
 
-class O2A_OT_submit_job(_ServerOperator, bpy.types.Operator):
-    """Extract the shot's poses, send them with the reference picture to the render server"""
-
-    bl_idname = "o2a.submit_job"
-    bl_label = "Render on Server"
-
-    still: BoolProperty(name="Still", default=False, description="One frame in, one image out (previs)")
+class _SubmitBase(_ServerOperator):
     options_json: StringProperty(default="", options={"HIDDEN"}, description="Re-generate: stored settings")
 
-    def execute(self, context):
+    def _submit(self, context, still: bool):
         if not self._gate(context):
             return {"CANCELLED"}
         scene = context.scene
         try:
             options = RenderOptions.from_dict(json.loads(self.options_json)) if self.options_json else None
-            snapshot, frame_start = shot_mod.make_snapshot(context, scene, still=self.still, options=options)
+            snapshot, frame_start = shot_mod.make_snapshot(context, scene, still=still, options=options)
             settings = server_settings(context)
         except (ExtractError, ReferencePictureError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        rec = _new_record(scene, settings, frame_start, snapshot.options, "still" if self.still else "shot")
+        rec = _new_record(scene, settings, frame_start, snapshot.options, "still" if still else "shot")
         _start(scene, rec, settings, snapshot=snapshot)
         if rec.state == "FAILED":
             self.report({"ERROR"}, rec.message)
             return {"CANCELLED"}
-        self.report({"INFO"}, f"{len(snapshot.poses)} frames submitted to {settings.address}")
+        self.report({"INFO"}, f"{len(snapshot.poses)} frame(s) submitted to {settings.address}")
         return {"FINISHED"}
 
 
-class O2A_OT_pose_transfer(O2A_OT_submit_job):
+class O2A_OT_submit_job(_SubmitBase, bpy.types.Operator):
+    """Extract the shot's poses, send them with the reference picture to the render server"""
+
+    bl_idname = "o2a.submit_job"
+    bl_label = "Render on Server"
+
+    def execute(self, context):
+        return self._submit(context, still=False)
+
+
+class O2A_OT_pose_transfer(_SubmitBase, bpy.types.Operator):
     """Single-image pose transfer for previs: the current frame's pose, one picture back"""
 
     bl_idname = "o2a.pose_transfer"
     bl_label = "Pose Transfer (Still)"
 
     def execute(self, context):
-        self.still = True
-        return super().execute(context)
+        return self._submit(context, still=True)
 
 
 class O2A_OT_cancel_job(_ServerOperator, bpy.types.Operator):
@@ -124,7 +127,7 @@ class O2A_OT_cancel_job(_ServerOperator, bpy.types.Operator):
             return {"FINISHED"}
         if not self._gate(context):
             return {"CANCELLED"}
-        if not bpy.app.background and runtime.get_runner().cancel(rec.key):
+        if runtime.get_runner().cancel(rec.key):  # a worker watches it: it sends the cancel
             rec.message = "cancelling..."
         else:
             _start(scene, rec, server_settings(context, rec.server_address), job_id=rec.job_id, cancel=True)
@@ -192,8 +195,8 @@ class O2A_OT_regenerate(_ServerOperator, bpy.types.Operator):
             options["seed"] = None
         elif options.get("seed") is None and "server_settings" in stored:
             options["seed"] = stored["server_settings"].get("seed")
-        return bpy.ops.o2a.submit_job(still=options.get("image_pose_transfer") == "PER_FRAME",
-                                      options_json=json.dumps(options))
+        op = bpy.ops.o2a.pose_transfer if options.get("image_pose_transfer") == "PER_FRAME" else bpy.ops.o2a.submit_job
+        return op(options_json=json.dumps(options))
 
 
 class O2A_OT_test_connection(_ServerOperator, bpy.types.Operator):

@@ -22,6 +22,51 @@ import addon_utils  # noqa: E402  (only exists once bpy is imported)
 
 
 @pytest.fixture(scope="session")
+def addon_enabled():
+    """The add-on enabled the way Blender enables it (preferences entry included)."""
+    mod = addon_utils.enable("blender_addon", default_set=True)
+    assert mod is not None, "blender_addon failed to enable"
+    yield mod
+    addon_utils.disable("blender_addon", default_set=True)
+
+
+@pytest.fixture
+def addon(addon_enabled):
+    """The add-on's preferences, looked up fresh (a re-registration invalidates old pointers)."""
+    return bpy.context.preferences.addons["blender_addon"].preferences
+
+
+@pytest.fixture(scope="session")
+def o2a_server(tmp_path_factory):
+    """A real render server (tiny model, CPU) in a child process on a free loopback port."""
+    import subprocess
+    import time
+
+    pytest.importorskip("render_server.main", reason="render server not present")
+    root = tmp_path_factory.mktemp("server")
+    port_file = root / "port"
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "render_server.main", "--model", "tiny", "--listen", "127.0.0.1:0",
+         "--data-dir", str(root / "data"), "--port-file", str(port_file), "--chunk-frames", "9", "--heartbeat-s", "1"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT),
+    )
+    deadline = time.monotonic() + 120
+    while not (port_file.exists() and port_file.read_text().strip()):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"render server did not start: {(root / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.2)
+    yield f"127.0.0.1:{port_file.read_text().strip()}"
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
 def rigify_enabled():
     addon_utils.enable("rigify", default_set=True)
     return True
@@ -44,7 +89,7 @@ def metarig_table(rigify_enabled):
 
 
 @pytest.fixture(autouse=True)
-def empty_scene():
+def empty_scene(metarig_table):  # metarig_table first: it resets the file once per session
     bpy.ops.wm.read_homefile(use_empty=True)
     yield bpy.context.scene
 

@@ -15,11 +15,9 @@ from blender_addon.pose.png import decode_png  # noqa: E402
 from blender_addon.pose.types import KEYPOINT_INDEX, PoseSequence  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def registered():
-    blender_addon.register()
-    yield
-    blender_addon.unregister()
+@pytest.fixture
+def registered(addon):
+    return addon
 
 
 def test_register_unregister_roundtrip(registered):
