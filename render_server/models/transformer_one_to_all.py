@@ -115,6 +115,8 @@ class OneToAllTransformer(WanTransformer3DModel):
         if ref_num_layers < 0 or control_num_layers < 0 or num_layers < 1:
             raise ValueError(f"layer counts must be positive, got {num_layers=}, {ref_num_layers=}, {control_num_layers=}")
         patch_size = tuple(patch_size)
+        if len(patch_size) != 3 or patch_size[0] != 1:
+            raise ValueError(f"patch_size must be (1, p_h, p_w): the reference prefix is one latent frame, got {patch_size}")
         # The parent builds Wan's blocks; build zero of them (they would be replaced) and record the
         # real count again below, because the parent's own config registration runs after ours.
         super().__init__(
@@ -278,7 +280,7 @@ class OneToAllTransformer(WanTransformer3DModel):
         _check_rank("hidden_states", hidden_states, 5)
         batch_size, _, num_frames, height, width = hidden_states.shape
         p_t, p_h, p_w = self.config.patch_size
-        if num_frames % p_t or height % p_h or width % p_w:
+        if height % p_h or width % p_w:
             raise ValueError(f"hidden_states {tuple(hidden_states.shape)} is not divisible by patch size {(p_t, p_h, p_w)}")
         self._check_image_latents(image_latents, batch_size, (height, width))
         _check_rank("encoder_hidden_states", encoder_hidden_states, 3)
@@ -353,12 +355,11 @@ class OneToAllTransformer(WanTransformer3DModel):
             shift_r, scale_r = (self.scale_shift_table + temb_replace.float().unsqueeze(1)).chunk(2, dim=1)
             start, end = token_range
             out[:, start:end] = normed[:, start:end] * (1 + scale_r) + shift_r
-        hidden_states = self.proj_out(out.type_as(hidden_states))
-        hidden_states = hidden_states.reshape(
-            batch_size, num_frames // p_t + 1, height // p_h, width // p_w, p_t, p_h, p_w, -1
-        )
+        # The prefix frame's prediction is dropped, so it is not projected at all.
+        hidden_states = self.proj_out(out[:, tokens_per_frame:].type_as(hidden_states))
+        hidden_states = hidden_states.reshape(batch_size, num_frames, height // p_h, width // p_w, p_t, p_h, p_w, -1)
         hidden_states = hidden_states.permute(0, 7, 1, 4, 2, 5, 3, 6)
-        output = hidden_states.flatten(6, 7).flatten(4, 5).flatten(2, 3)[:, :, p_t:]
+        output = hidden_states.flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
         if not return_dict:
             return (output,)
