@@ -109,6 +109,29 @@ def _limb_polygon(candidate: np.ndarray, index: np.ndarray, width: int, height: 
     return cv2.ellipse2Poly((int(m_y), int(m_x)), (int(length / 2), stickwidth), int(angle), 0, 360, 1)
 
 
+class _Box:
+    """Bounding box of the limb polygons: the 0.6 dimming only needs to touch that part of the canvas
+    (everything else is still black, and 0 * 0.6 = 0), which is most of the drawing time on a 2160p canvas."""
+
+    def __init__(self) -> None:
+        self.lo = np.array([np.iinfo(np.int32).max] * 2)
+        self.hi = np.array([np.iinfo(np.int32).min] * 2)
+
+    def add(self, polygon: np.ndarray) -> None:
+        if len(polygon):
+            self.lo = np.minimum(self.lo, polygon.min(axis=0))
+            self.hi = np.maximum(self.hi, polygon.max(axis=0))
+
+    def dim(self, canvas: np.ndarray) -> None:
+        """In place: canvas = (canvas * 0.6).astype(uint8), restricted to the box (+1 px for anti-aliasing-free
+        rounding of polygon edges)."""
+        height, width = canvas.shape[:2]
+        x0, y0 = np.maximum(self.lo - 1, 0)
+        x1, y1 = np.minimum(self.hi + 2, (width, height))
+        if x1 > x0 and y1 > y0:
+            canvas[y0:y1, x0:x1] = cv2.LUT(canvas[y0:y1, x0:x1], _DIM_LUT)
+
+
 def _scaled(color: Sequence[int], alpha: float) -> list[int]:
     return [int(c * alpha) for c in color]
 
@@ -118,6 +141,7 @@ def _draw_body_aligned(canvas: np.ndarray, pose: OpenPose, score: np.ndarray) ->
     sw = stick_width(width, height, 3)
     candidate = np.asarray(pose.candidate)
     subset = np.asarray(pose.subset)
+    box = _Box()
     for i in range(17):
         pair = np.array(LIMBS[i]) - 1
         for n in range(len(subset)):
@@ -129,7 +153,8 @@ def _draw_body_aligned(canvas: np.ndarray, pose: OpenPose, score: np.ndarray) ->
             alpha = max(float(conf[0] * conf[1]), 0) if conf[0] > 0 and conf[1] > 0 else LIMB_ALPHA_MISSING_SCORE
             polygon = _limb_polygon(candidate, index.astype(int), width, height, sw)
             cv2.fillConvexPoly(canvas, polygon, _scaled(COLORS[i], alpha))
-    canvas = cv2.LUT(canvas, _DIM_LUT)
+            box.add(polygon)
+    box.dim(canvas)
     for i in range(18):
         for n in range(len(subset)):
             index = int(subset[n][i])
@@ -224,6 +249,7 @@ def draw_pose_classic(pose: OpenPose, height: int, width: int) -> np.ndarray:
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
     candidate = np.asarray(pose.candidate)
     subset = np.asarray(pose.subset)
+    box = _Box()
     for i in range(17):
         pair = np.array(LIMBS[i]) - 1
         for n in range(len(subset)):
@@ -232,7 +258,8 @@ def draw_pose_classic(pose: OpenPose, height: int, width: int) -> np.ndarray:
                 continue
             polygon = _limb_polygon(candidate, index.astype(int), width, height, 4)
             cv2.fillConvexPoly(canvas, polygon, COLORS[i])
-    canvas = cv2.LUT(canvas, _DIM_LUT)
+            box.add(polygon)
+    box.dim(canvas)
     for i in range(18):
         for n in range(len(subset)):
             index = int(subset[n][i])
