@@ -204,8 +204,11 @@ def prepare_shot(
     style = PoseStyle(face_change=options.face_change, head_change=options.head_lightening)
     frames = draw_frames(drv_poses, ref_h, ref_w, style, workers=options.workers)
     th, tw = options.height, options.width
+    pose_frames = np.empty((len(frames), th, tw, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):  # in place: a chunk of frames is hundreds of MB
+        pose_frames[i] = align.resizecrop(frame, th, tw)
     return PreparedPoses(
-        pose_frames=np.stack([align.resizecrop(f, th, tw) for f in frames]),
+        pose_frames=pose_frames,
         reference_image=align.resizecrop(ref_img, th, tw),
         reference_pose=align.resizecrop(ref_pose_img, th, tw),
         mask=align.resizecrop(mask, th, tw),
