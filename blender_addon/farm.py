@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls", action="store_true")
     p.add_argument("--ca-file", default="")
     p.add_argument("--token-env", default="O2A_TOKEN", help="environment variable holding the bearer token")
-    p.add_argument("--connect-timeout", type=float, default=20.0)
+    p.add_argument("--timeout", "--connect-timeout", dest="timeout", type=float, default=60.0,
+                   help="deadline in seconds of each server call (progress streams have none)")
     p.add_argument("--insert-strip", action="store_true", help="add the frames as a strip and save the .blend")
     p.add_argument("--export-only", action="store_true", help="only write poses.json (no server)")
     return p
@@ -131,7 +132,8 @@ def run(argv: list[str] | None = None) -> int:
     state_path = out / STATE_FILE
     try:
         settings = ServerSettings(address=args.server, use_tls=args.tls, ca_file=args.ca_file,
-                                  token=resolve_token("", args.token_env), connect_timeout_s=args.connect_timeout)
+                                  token=resolve_token("", args.token_env), connect_timeout_s=args.timeout,
+                                  rpc_timeout_s=args.timeout)
         scene, rig = _scene_and_rig(bpy, args)
         job_id = args.job_id or ""
         if not job_id and not args.fresh and state_path.exists() and not args.export_only:
@@ -168,8 +170,7 @@ def run(argv: list[str] | None = None) -> int:
         done: MsgDone = run_job(settings, out, emit, snapshot=snapshot, job_id=job_id)
     except JobFailed as exc:
         text = str(exc)
-        unreachable = "unreachable" in text or "lost the progress stream" in text or "did not answer" in text
-        code = EXIT_UNREACHABLE if unreachable else EXIT_FAILED
+        code = EXIT_UNREACHABLE if exc.unreachable else EXIT_FAILED
         _emit("error", message=text, exit_code=code)
         print(f"o2a farm: error: {text}", file=sys.stderr)
         return code

@@ -104,7 +104,13 @@ Message = Union[MsgSubmitted, MsgProgress, MsgDone]
 
 
 class JobFailed(RuntimeError):
-    """A job could not be submitted or watched; the message is meant for the user."""
+    """A job could not be submitted or watched; the message is meant for the user.
+
+    ``unreachable`` is True when the server could not be reached (worth re-running later: the farm
+    exits with its own code for it, and a recorded job id resumes).
+    """
+
+    unreachable = False
 
 
 def frame_path(out_dir: str | Path, index: int) -> Path:

@@ -61,6 +61,20 @@ def _pump_until(pred, timeout=120.0):
     return pred()
 
 
+def test_online_access_gate_and_test_connection(shot, addon):
+    addon.ignore_online_access = False  # bpy.app.online_access is False in the module
+    with pytest.raises(RuntimeError, match="Online access is disabled"):
+        bpy.ops.o2a.submit_job()
+    assert len(shot.o2a_jobs) == 0
+    addon.ignore_online_access = True
+    assert bpy.ops.o2a.test_connection() == {"FINISHED"}
+    caps = bpy.context.window_manager.o2a_runtime.capabilities
+    assert caps.startswith(f"Connected: {addon.server_address}") and "Model: tiny" in caps
+    addon.server_address = "127.0.0.1:9"
+    with pytest.raises(RuntimeError, match="unreachable"):
+        bpy.ops.o2a.test_connection()
+
+
 def test_submit_operator_puts_strip_at_shot_start(shot):
     scene = shot
     assert bpy.ops.o2a.submit_job() == {"FINISHED"}  # background mode: runs synchronously
