@@ -94,6 +94,17 @@ def _official_shot(case: str, shared_inputs: dict) -> ShotInputs:
     )
 
 
+def _describe(guidance_pass) -> dict:
+    """Our pass in the vocabulary of the fixture's ``pass_order_step0``."""
+    return {
+        "text": guidance_pass.text,
+        "controlnet_cond": "pose_video" if guidance_pass.pose_video == "pose" else "black(-1)",
+        "image_pose": "pose_input" if guidance_pass.reference_pose == "pose" else "black(-1)",
+        "image_latents": "image_latents(ref+mask)" if guidance_pass.reference == "reference" else "black_image_latents",
+        "conditioning_scale": float(guidance_pass.conditioning_scale),
+    }
+
+
 def test_cases_are_discovered():
     assert _cases(), f"no cases in {PIPELINE_DIR / 'params.json'}"
 
@@ -132,7 +143,24 @@ def test_pipeline_matches_official_driver(case, official_pipeline, shared_inputs
             # Teacher forcing is legitimate only if our own earlier output is (almost) those frames.
             own = ours[list(chunk.prev_frame_indices)].astype(np.int16)
             assert np.abs(own - previous.astype(np.int16)).max() <= 1
-        result = official_pipeline.run_chunk(prepared, chunk.index, previous_frames=previous, noise=injected)
+        # Each official pass (order, inputs) is one of ours; compare the raw step-0 predictions pass by pass.
+        ours_described = [_describe(p) for p in prepared.guidance.passes]
+        order = []
+        for official_pass in chunk_meta["pass_order_step0"]:
+            wanted = {k: official_pass[k] for k in ours_described[0]}
+            wanted["conditioning_scale"] = float(wanted["conditioning_scale"])
+            assert wanted in ours_described, f"official pass {official_pass} has no counterpart"
+            assert official_pass["token_replace"] == chunk.token_replace
+            order.append(ours_described.index(wanted))
+        calls = []
+        hook = official_pipeline.transformer.register_forward_hook(lambda module, args, output: calls.append(output))
+        try:
+            result = official_pipeline.run_chunk(prepared, chunk.index, previous_frames=previous, noise=injected)
+        finally:
+            hook.remove()
+        step0 = calls[0][0]  # return_dict=False: a 1-tuple; one batched call per step
+        assert step0.shape[0] == len(order)
+        torch.testing.assert_close(step0[order].unsqueeze(1), expected["step0_pass_outputs"], atol=1e-4, rtol=1e-4)
         if chunk.token_replace:
             torch.testing.assert_close(result.prev_latents, expected["prev_latents"], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(result.latents, expected["latents_final"], atol=1e-4, rtol=1e-4)

@@ -290,6 +290,8 @@ class OneToAllPipeline:
                     )
                 )
 
+        if should_cancel is not None and should_cancel():
+            raise Cancelled(chunk.index, schedule.num_steps)  # before the (long) decode
         decoded = self.codec.decode(latents)
         frames = unit_to_uint8(decoded, round_values=rules.round_uint8)
         return ChunkResult(chunk, frames, latents.to(torch.float32), decoded, prev_latents)

@@ -23,7 +23,8 @@ SIZE_MULTIPLE = 16
 
 
 class Cancelled(Exception):
-    """Raised by the pipeline when ``should_cancel()`` returned True (checked before every step)."""
+    """Raised by the pipeline when ``should_cancel()`` returned True (checked before every step and before the
+    decode; ``step_index == num_steps`` means "before the decode")."""
 
     def __init__(self, chunk_index: int, step_index: int) -> None:
         super().__init__(f"cancelled before step {step_index} of chunk {chunk_index}")

@@ -121,13 +121,23 @@ def test_cancellation_mid_chunk(pipeline, two_chunk_video):
 
     def should_cancel() -> bool:
         calls.append(1)
-        return len(calls) > STEPS + 1  # let chunk 0 and step 0 of chunk 1 finish
+        # Checked before every step and before the decode: chunk 0 uses STEPS + 1 checks, then step 0 of chunk 1.
+        return len(calls) > (STEPS + 1) + 1
 
     events = []
     with pytest.raises(Cancelled) as info:
         pipeline.generate(make_shot(), on_step=events.append, should_cancel=should_cancel)
     assert (info.value.chunk_index, info.value.step_index) == (1, 1)
     assert len(events) == STEPS + 1
+    checks = []
+
+    def cancel_during_last_step() -> bool:
+        checks.append(1)
+        return len(checks) == STEPS + 1  # the check after the last step, before decoding
+
+    with pytest.raises(Cancelled) as info:
+        pipeline.generate(make_shot(num_frames=1), should_cancel=cancel_during_last_step)
+    assert (info.value.chunk_index, info.value.step_index) == (0, STEPS)
     # The pipeline holds no state from the cancelled run.
     assert np.array_equal(pipeline.generate(make_shot()), two_chunk_video)
 
