@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from typing import Any, Mapping
 import torch
 
 from .transformer_one_to_all import OneToAllTransformer
+
+logger = logging.getLogger(__name__)
 
 HEAD_DIM = 128  # every released Wan2.1 / One-to-All model; the official HRFA code hard-codes it
 MAX_LISTED_KEYS = 5
@@ -139,6 +142,9 @@ def find_weight_files(path: Path) -> list[Path]:
             raise CheckpointError(
                 f"{index_file}: shard(s) named in the index are missing from {path}: {', '.join(missing[:MAX_LISTED_KEYS])}"
             )
+        unlisted = sorted(p.name for p in path.glob("*.safetensors") if p.name not in names)
+        if unlisted:
+            logger.warning("%s: ignoring %s, not named by %s", path, ", ".join(unlisted), index_file.name)
         return [path / name for name in names]
     files = sorted(path.glob("*.safetensors"))
     if not files:

@@ -233,3 +233,12 @@ def test_duplicate_key_across_shards(tmp_path, state_dict) -> None:
 def test_infer_config_rejects_odd_widths() -> None:
     with pytest.raises(CheckpointError, match="head_dim"):
         infer_config_from_state_dict({"patch_embedding.weight": (100, 16, 1, 2, 2)})
+
+
+def test_index_decides_which_files_are_shards(tmp_path, state_dict, reference_model, caplog) -> None:
+    write_sharded(tmp_path, state_dict, shards=2, index=True)
+    save_file({"stale.weight": torch.zeros(1)}, tmp_path / "old-consolidated.safetensors")
+    with caplog.at_level("WARNING"):
+        model = load_one_to_all_transformer(tmp_path)
+    assert "old-consolidated.safetensors" in caplog.text
+    assert_same_weights(model, reference_model)
