@@ -234,6 +234,14 @@ def test_bad_arguments_fail_before_heavy_work(pipeline, overrides, match):
     assert spy.calls == 0
 
 
+@pytest.mark.parametrize(("height", "width", "match"), [(0, 32, "height"), (-16, 32, "height"), (32, 40, "width"), (32, 16.0, "width")])
+def test_check_size(height, width, match):
+    from render_server.pipeline.types import check_size
+
+    with pytest.raises(ValueError, match=match):
+        check_size(height, width)
+
+
 def test_bad_prompt_embeds(pipeline):
     from render_server.pipeline.types import PromptEmbeddings
 
