@@ -35,13 +35,24 @@ def decode_image_size(data: bytes) -> tuple[int, int]:
     fmt = sniff_format(data)
     if fmt is None:
         raise ImageError("not a PNG or JPEG file")
+    if fmt == "PNG":
+        # The IHDR chunk must come first: read the size without handing the file to a decoder.
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ImageError("PNG without an IHDR header")
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with warnings.catch_warnings():
+            # We apply our own (lower) pixel limit right after reading the header.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img_ctx = Image.open(io.BytesIO(data))
+        with img_ctx as img:
             if img.format != fmt:
                 raise ImageError(f"header says {fmt} but decodes as {img.format}")
             return int(img.size[0]), int(img.size[1])
     except ImageError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image too large: {exc}") from None
     except Exception as exc:  # PIL raises many types for corrupt headers; all mean "bad image"
         raise ImageError(f"unreadable {fmt} header: {exc}") from None
 
