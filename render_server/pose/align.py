@@ -70,15 +70,25 @@ def anchor_frame_scores(
     torso_angle_thr_deg: float = 30,
     horiz_angle_thr_deg: float = 30,
 ) -> list[tuple[int, bool, float]]:
-    """Per driving frame: (symmetric bone pairs 0-4, upright, orientation difference to the reference)."""
+    """Per driving frame: (symmetric bone pairs 0-4, upright, orientation difference to the reference).
+
+    Official scoring; additionally, joints marked missing (subset -1) never count: a bone with a missing joint is
+    not a symmetric pair, a frame missing neck/shoulders/hips is not upright, and a missing nose, neck or shoulder
+    makes the orientation difference infinite. (The official detector never marks joints missing, so this only
+    matters for our keypoints, whose missing points have meaningless coordinates.)
+    """
     ref = np.asarray(reference.candidate)
+    ref_ok = np.asarray(reference.subset)[0, :18] >= 0
     ref_shoulder = _angle_with_horizontal(ref[5] - ref[2])
     ref_head = _angle_with_vertical(ref[0] - ref[1])
     out = []
     for pose in driving:
         cand = np.asarray(pose.candidate)
+        ok = (np.asarray(pose.subset)[0, :18] >= 0) & ref_ok
 
         def ratio(i: int, j: int) -> float:
+            if not (ok[i] and ok[j]):
+                return 0.0  # below th: the pair is skipped
             src_len = np.linalg.norm(cand[i] - cand[j])
             return 1.0 if src_len < th else np.linalg.norm(ref[i] - ref[j]) / src_len
 
@@ -89,10 +99,14 @@ def anchor_frame_scores(
                 continue
             if 1.0 / ratio_thr <= v1 / v2 <= ratio_thr:
                 sym += 1
-        angle = abs(_angle_with_horizontal(cand[5] - cand[2]) - ref_shoulder) + abs(
-            _angle_with_vertical(cand[0] - cand[1]) - ref_head
-        )
-        out.append((sym, _is_upright(cand, torso_angle_thr_deg, horiz_angle_thr_deg), angle))
+        if ok[[0, 1, 2, 5]].all():
+            angle = abs(_angle_with_horizontal(cand[5] - cand[2]) - ref_shoulder) + abs(
+                _angle_with_vertical(cand[0] - cand[1]) - ref_head
+            )
+        else:
+            angle = math.inf
+        upright = bool(ok[[1, 2, 5, 8, 11]].all()) and _is_upright(cand, torso_angle_thr_deg, horiz_angle_thr_deg)
+        out.append((sym, upright, angle))
     return out
 
 

@@ -156,3 +156,13 @@ def test_resizecrop_arrays() -> None:
     mask = np.zeros((100, 60), np.uint8)
     assert align.resizecrop(mask, 20, 40).shape == (20, 40)
     assert align.crop_box(300, 100, 50, 50) == (100.0, 0.0, 200.0, 100.0)
+
+
+def test_anchor_search_ignores_missing_joints(person) -> None:
+    ref = _pose(person())
+    broken = person()
+    broken[[5, 7, 9]] = (1.0, 1.0, 0.0)  # left arm missing; its coordinates are meaningless
+    poses = [_pose(broken), _pose(person(scale=0.7))]
+    scores = align.anchor_frame_scores(ref, poses)
+    assert scores[0][1] is False and scores[0][2] == float("inf") and scores[0][0] == 2  # legs still symmetric
+    assert align.find_anchor_frame(ref, poses) == 1
