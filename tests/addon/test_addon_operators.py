@@ -109,3 +109,28 @@ def _dummy_png(path):
     from blender_addon.pose.png import write_png
 
     return write_png(path, np.full((4, 4, 3), 128, np.uint8))
+
+
+def test_reference_from_render_and_rig_pose(registered, empty_scene, rig_tools):
+    from blender_addon import images, shot
+
+    scene = empty_scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 64, 48, 100
+    ob = rig_tools.rig("metarig", fingers=False, face=False)
+    rig_tools.camera()
+    scene.frame_set(4)
+    ref = images.from_render(scene, 1)
+    assert (ref.width, ref.height) == (64, 48) and ref.data.startswith(b"\x89PNG")
+    assert scene.frame_current == 4
+    pose = shot.reference_pose(scene, ob, ref, 1)
+    assert pose.shape == (133, 3) and pose[KEYPOINT_INDEX["left_wrist"], 2] > 0
+    # Same size as the render canvas: the reference pose is the frame's keypoints unchanged...
+    from blender_addon.extract import extract
+
+    frame1 = extract(scene, ob, shot.extract_options(scene, ob, 1, 1)).keypoints[0]
+    assert np.allclose(frame1, pose)
+    # ...and scaled into a picture of another size.
+    half = images.ReferenceImage(ref.data, 32, 24, "half")
+    assert np.allclose(shot.reference_pose(scene, ob, half, 1)[:, :2], frame1[:, :2] / 2, atol=1e-4)

@@ -190,3 +190,24 @@ def test_farm_command_renders_resumes_and_fails_cleanly(shot, tmp_path, o2a_serv
     bad = _farm(["--blend", str(blend), "--server", o2a_server, "--out", str(tmp_path / "bad"),
                  "--armature", "NoSuchRig"], tmp_path)
     assert bad.returncode == 2 and "NoSuchRig" in bad.stderr
+
+
+def test_pose_transfer_still_from_image_datablock_and_token_stays_out_of_blend(shot, addon, tmp_path):
+    scene = shot
+    img = bpy.data.images.new("RefPicture", 48, 32)
+    px = np.random.default_rng(2).random((32, 48, 4)).astype(np.float32)
+    px[..., 3] = 1.0
+    img.pixels.foreach_set(px.ravel())
+    scene.o2a_shot.reference_source, scene.o2a_shot.reference_image = "IMAGE", img
+    addon.token = "SECRET-TOKEN-1234"  # the loopback server has no auth; the token must still not leak
+    scene.frame_set(13)
+    assert bpy.ops.o2a.pose_transfer() == {"FINISHED"}
+    rec = scene.o2a_jobs[-1]
+    assert rec.kind == "still" and rec.state == "SUCCEEDED", rec.message
+    assert rec.frame_count == 1 and rec.frame_start == 13
+    still = bpy.data.images[rec.strip_name]
+    assert tuple(still.size) == (48, 32)  # output size follows the reference picture
+    blend = tmp_path / "secret.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=False)
+    assert b"SECRET-TOKEN-1234" not in blend.read_bytes()
+    addon.token = ""
