@@ -338,8 +338,13 @@ def bone_ratios(
     return ratios
 
 
-def _shift(cand: np.ndarray, a: int, b: int, ratio: float) -> np.ndarray:
-    """Offset moving joint b along bone a-b so that the bone gets ``ratio`` times its length."""
+def _shift(cand: np.ndarray, a: int, b: int, ratio: float, present: np.ndarray) -> np.ndarray:
+    """Offset moving joint b along bone a-b so that the bone gets ``ratio`` times its length.
+
+    Zero when a joint of the bone is marked missing: its coordinates mean nothing (never the case for the official
+    detector, whose joints are all present)."""
+    if not (present[a] and present[b]):
+        return np.zeros(2, dtype=cand.dtype)
     return (cand[a] - cand[b]) * (1.0 - ratio)
 
 
@@ -377,20 +382,22 @@ def align_to_pose(
     for pose in driving:
         pose = pose.copy()
         cand, hands = pose.candidate, pose.hands
-        cand[[0, 14, 15, 16, 17]] += _shift(cand, 1, 0, ratios[(0, 1)]).astype(cand.dtype)
+        present = np.asarray(pose.subset)[0] >= 0
+        cand[[0, 14, 15, 16, 17]] += _shift(cand, 1, 0, ratios[(0, 1)], present).astype(cand.dtype)
         # arm chains: shoulder, upper arm, forearm; the hand moves with its wrist
         for chain, hand in (([(1, 2), (2, 3), (3, 4)], rh), ([(1, 5), (5, 6), (6, 7)], lh)):
             for a, b in chain:
-                off = _shift(cand, a, b, ratios[(a, b)])
+                off = _shift(cand, a, b, ratios[(a, b)], present)
                 cand[list(range(b, chain[-1][1] + 1))] += off.astype(cand.dtype)
                 if hands is not None and len(hands) > hand:
                     hands[hand] += off.astype(hands.dtype)
         for a, b in [(0, 14), (0, 15), (14, 16), (15, 17)]:
-            cand[b] += _shift(cand, a, b, ratios[(a, b)]).astype(cand.dtype)
+            cand[b] += _shift(cand, a, b, ratios[(a, b)], present).astype(cand.dtype)
         for a, b in [(1, 8), (1, 11)]:
-            cand[b] += _shift(cand, a, b, ratios[(a, b)]).astype(cand.dtype)
+            cand[b] += _shift(cand, a, b, ratios[(a, b)], present).astype(cand.dtype)
         for a, b, moved in [(8, 9, [9, 10]), (9, 10, [10]), (11, 12, [12, 13]), (12, 13, [13])]:
-            cand[moved] += ((cand[b] - cand[a]) * (ratios[(a, b)] - 1.0)).astype(cand.dtype)
+            # legs grow from the hip: (cand[a] - cand[b]) * (1 - ratio) == (cand[b] - cand[a]) * (ratio - 1)
+            cand[moved] += _shift(cand, a, b, ratios[(a, b)], present).astype(cand.dtype)
         src68 = face68(pose.faces)
         if ref68 is not None and src68 is not None:
             pose.faces = face_scale_only(src68, ref68, cand[0])[None]

@@ -166,3 +166,15 @@ def test_anchor_search_ignores_missing_joints(person) -> None:
     scores = align.anchor_frame_scores(ref, poses)
     assert scores[0][1] is False and scores[0][2] == float("inf") and scores[0][0] == 2  # legs still symmetric
     assert align.find_anchor_frame(ref, poses) == 1
+
+
+def test_align_to_pose_ignores_missing_joints(person) -> None:
+    ref = _pose(_long_arms(person))
+    broken = person(conf=0.95)
+    broken[8] = (1000.0, -500.0, 0.0)  # right elbow missing, with a wild coordinate
+    before = _pose(broken)
+    out = align.align_to_pose(ref, [_pose(person(conf=0.95)), before], anchor=0)[1]
+    # the upper arm and forearm offsets need the elbow: the visible wrist only moves with the shoulder
+    shoulder_shift = out.candidate[2] - before.candidate[2]
+    np.testing.assert_allclose(out.candidate[4] - before.candidate[4], shoulder_shift, atol=1e-6)
+    assert np.abs(out.candidate[4] - before.candidate[4]).max() < 0.05

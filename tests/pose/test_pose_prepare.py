@@ -137,3 +137,14 @@ def test_map_to_canvas_matches_resizecrop_geometry() -> None:
     out = map_to_canvas(pts, 400, 480, 160, 240)
     np.testing.assert_allclose(out[:, :2], [[0, 0], [160, 240], [80, 120]])
     np.testing.assert_array_equal(out[:, 2], pts[:, 2])
+
+
+def test_ref_mode_alignment_with_empty_and_partial_frames(shot) -> None:
+    image, ref, driving = shot
+    frames = driving.array()
+    frames[0] = 0.0  # no pose at all
+    frames[1, 91:133, 2] = 0.0  # no hands
+    frames[1, [9, 10, 15, 16], 2] = 0.0  # no wrists, no ankles
+    drv = PoseSequence.from_array(frames, DRV_W, DRV_H, 24.0)
+    out = prepare_shot(image, ref, drv, PrepareOptions(OUT_W, OUT_H, mode="ref", align_limbs=True, anchor=2))
+    assert not out.pose_frames[0].any() and out.pose_frames[1].any() and out.pose_frames[2].any()
