@@ -51,7 +51,10 @@ def render_sequence(
         frame = sequence.frames[i]
         kps = map_to_canvas(frame.keypoints, sequence.width, sequence.height, out_w, out_h)
         pose = frame_to_openpose(kps, out_w, out_h)
-        img = draw_pose_styled(pose, out_h, out_w, style) if drawer == "aligned" else draw_pose_classic(pose, out_h, out_w)
+        if drawer == "aligned":
+            img = draw_pose_styled(pose, out_h, out_w, style)
+        else:
+            img = draw_pose_classic(pose, out_h, out_w)
         path = out / f"pose_{frame.frame:0{digits}d}.png"
         if not cv2.imwrite(str(path), np.ascontiguousarray(img[..., ::-1])):
             raise OSError(f"could not write {path}")
@@ -75,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--head", action="store_true", help="also lighten head limbs, black head joints")
     render.add_argument("--without-face", action="store_true", help="do not draw face landmarks")
     render.add_argument("--style", choices=["aligned", "classic"], default="aligned",
-                        help="'aligned' = what the model sees (default); 'classic' = DWPose/ControlNet look")  # fmt: skip
+                        help="'aligned' = what the model sees (default); 'classic' = DWPose look")  # fmt: skip
     render.add_argument("--width", type=int, help="output width (default: the sequence's)")
     render.add_argument("--height", type=int, help="output height (default: the sequence's)")
     render.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="drawing threads")

@@ -24,8 +24,8 @@ def _constant_model(path, input_name: str, input_shape: list[int], outputs: dict
         inits.append(numpy_helper.from_array(value.astype(np.float32), f"{name}_const"))
         nodes.append(helper.make_node("Add", [f"{name}_const", "nothing"], [name]))
         outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(value.shape)))
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, input_shape)],
-                              outs, initializer=inits)  # fmt: skip
+    inputs = [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, input_shape)]
+    graph = helper.make_graph(nodes, "tiny", inputs, outs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
