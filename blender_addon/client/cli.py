@@ -47,11 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-ready", type=float, default=0.0, metavar="S",
                    help="first wait up to S seconds for the server to be SERVING (e.g. while weights load)")
     p.add_argument("--json", action="store_true", help="print results as one JSON object on stdout")
+    # `--json` is accepted before or after the command name.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
+    add = lambda name, **kw: sub.add_parser(name, parents=[common], **kw)  # noqa: E731
 
-    sub.add_parser("capabilities", help="show the server's model, limits and defaults")
+    add("capabilities", help="show the server's model, limits and defaults")
 
-    s = sub.add_parser("submit", help="submit a shot, follow it and download the frames")
+    s = add("submit", help="submit a shot, follow it and download the frames")
     s.add_argument("keypoints", type=Path, help="pose sequence: .json (add-on export), .npz or .npy (N, 133, 3)")
     s.add_argument("--reference", type=Path, required=True, help="reference image of the character (PNG/JPEG)")
     ref = s.add_mutually_exclusive_group()
@@ -80,25 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
     _add_follow_args(s)
 
-    w = sub.add_parser("watch", help="follow a job (re-attach) and optionally download its results")
+    w = add("watch", help="follow a job (re-attach) and optionally download its results")
     w.add_argument("job_id")
     w.add_argument("--after", type=int, default=0, help="only events after this sequence number")
     _add_follow_args(w)
 
-    c = sub.add_parser("cancel", help="cancel a job")
+    c = add("cancel", help="cancel a job")
     c.add_argument("job_id")
     c.add_argument("--wait", action="store_true", help="wait until the job has stopped")
 
-    d = sub.add_parser("download", help="download the frames and files of a job")
+    d = add("download", help="download the frames and files of a job")
     d.add_argument("job_id")
     d.add_argument("--out", type=Path, required=True)
     d.add_argument("--pose-frames", action="store_true", help="also download the drawn pose frames")
     d.add_argument("--no-video", action="store_true")
 
-    g = sub.add_parser("status", help="show one job")
+    g = add("status", help="show one job")
     g.add_argument("job_id")
 
-    ls = sub.add_parser("list", help="list jobs, newest first")
+    ls = add("list", help="list jobs, newest first")
     ls.add_argument("--state", action="append", default=[],
                     choices=[n.removeprefix("JOB_STATE_").lower() for n in pb.JobState.keys()][1:])
     ls.add_argument("--limit", type=int, default=20)
