@@ -224,9 +224,8 @@ def warp_ref_to_pose(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """"pose" mode: (warped reference image, warped reference-pose drawing, uint8 mask 255 = outpaint).
 
-    The reference pose is drawn without face at the reference size and warped with the image. Output size =
-    reference size. Note the argument order differs from the official ``warp_ref_to_pose(img, driving, ref)``
-    only in being keyword-friendly; positions are the same.
+    The reference pose is drawn without face at the reference size and warped with the image; output size =
+    reference size. Positional order as the official ``warp_ref_to_pose(img, driving anchor, reference pose)``.
     """
     height, width = reference_image.shape[:2]
     pose_img = draw_pose_aligned(ref_pose, height, width, without_face=True)

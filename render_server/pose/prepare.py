@@ -194,11 +194,14 @@ def prepare_shot(
                 right_hand_index=1 if options.official_hand_pairing else 0,
             )  # fmt: skip
     else:
-        anchor = _pick_anchor(ref_pose, drv_poses, options.anchor, need_neck=False)
+        # retargeting grows the skeleton from the neck: the anchor frame then needs one
+        anchor = _pick_anchor(ref_pose, drv_poses, options.anchor, need_neck=options.align_limbs)
         ref_img = image
         ref_pose_img = draw_pose_aligned(ref_pose, ref_h, ref_w, without_face=True)
         mask = np.zeros((ref_h, ref_w), dtype=np.uint8)
         if options.align_limbs:
+            if ref_pose.subset[0, 1] < 0:
+                raise KeypointError("retargeting needs both shoulders in the reference pose", field="reference_pose")
             drv_poses = retarget.align_to_reference(ref_meta, drv_metas, drv_poses, anchor=anchor)
 
     style = PoseStyle(face_change=options.face_change, head_change=options.head_lightening)

@@ -59,7 +59,8 @@ def _height_scale(src: list, dst: list, src_wh: tuple[int, int], dst_wh: tuple[i
         if all(src[i] is not None and dst[i] is not None and src[i][2] > 0.5 and dst[i][2] > 0.5 for i in idx):
             src_h = src_wh[1] * abs((src[low[0]][1] + src[low[1]][1]) / 2 - src[0][1])
             dst_h = dst_wh[1] * abs((dst[low[0]][1] + dst[low[1]][1]) / 2 - dst[0][1])
-            return 1.0 * src_h / dst_h
+            if dst_h > 0:  # (a degenerate reference would divide by zero in the official code)
+                return 1.0 * src_h / dst_h
     return float(np.sqrt(src_wh[1] * src_wh[0]) / np.sqrt(dst_wh[1] * dst_wh[0]))
 
 
@@ -138,7 +139,9 @@ def _bone_ratios(src: list, dst: list, src_wh: tuple[int, int], dst_wh: tuple[in
     for a, b in LIMBS:
         src_len = _length(src, a, b, *src_wh)
         dst_len = _length(dst, a, b, *dst_wh)
-        ratios.append(-1.0 if src_len is None or dst_len is None else 1.0 * dst_len / src_len)
+        # a zero-length driving bone has no ratio (the official code divides by zero): treated as unmeasured
+        unmeasured = src_len is None or dst_len is None or src_len < 1e-6
+        ratios.append(-1.0 if unmeasured else 1.0 * dst_len / src_len)
     if ratios[0] != -1 and ratios[1] != -1:
         ratios = [(ratios[0] + ratios[1]) / 2 if r == -1 else r for r in ratios]
     for a, b in _MAX_PAIRS:
@@ -177,6 +180,9 @@ def retarget(
     """
     src_wh, dst_wh0 = (src_anchor.width, src_anchor.height), (dst.width, dst.height)
     src_pts, dst_pts = _points(src_anchor.body), _points(dst.body)
+    for name, pts in (("reference", dst_pts), ("driving anchor frame", src_pts)):
+        if pts[1] is None:
+            raise ValueError(f"retargeting needs the neck (both shoulders) in the {name} pose")
     scale_min = _height_scale(src_pts, dst_pts, src_wh, dst_wh0)
     dst_wh = (int(dst.width * scale_min), int(dst.height * scale_min))
     body_flag = min(body_extent(dst_pts), body_extent(src_pts))

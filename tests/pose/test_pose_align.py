@@ -178,3 +178,13 @@ def test_align_to_pose_ignores_missing_joints(person) -> None:
     shoulder_shift = out.candidate[2] - before.candidate[2]
     np.testing.assert_allclose(out.candidate[4] - before.candidate[4], shoulder_shift, atol=1e-6)
     assert np.abs(out.candidate[4] - before.candidate[4]).max() < 0.05
+
+
+def test_retarget_needs_a_neck(person) -> None:
+    ref = person(conf=0.95)
+    no_shoulders = person(conf=0.95)
+    no_shoulders[[5, 6], 2] = 0.0
+    with pytest.raises(ValueError, match="neck.*reference"):
+        retarget.align_to_reference(coco133_to_meta(no_shoulders, W, H), [coco133_to_meta(ref, W, H)])
+    with pytest.raises(ValueError, match="neck.*driving anchor"):
+        retarget.align_to_reference(coco133_to_meta(ref, W, H), [coco133_to_meta(no_shoulders, W, H)], anchor=0)
