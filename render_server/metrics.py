@@ -43,6 +43,11 @@ class ServerMetrics:
         self._http = server
         return server.server_port
 
+    @property
+    def port(self) -> int | None:
+        """Port of the /metrics endpoint, None when not serving."""
+        return self._http.server_port if self._http is not None else None
+
     def close(self) -> None:
         if self._http is not None:
             self._http.shutdown()
