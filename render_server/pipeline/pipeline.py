@@ -254,6 +254,10 @@ class OneToAllPipeline:
             prev_latents = self.codec.encode(uint8_to_unit(previous)).to(device, storage)
             latents = torch.cat([prev_latents, latents[:, :, pinned:]], dim=2)
 
+        if getattr(self.transformer, "is_cache_enabled", False):
+            # Step caches (FirstBlockCache, ...) keep residuals of the previous step: a new chunk has other
+            # shapes and content, so it must start from a clean state.
+            self.transformer._reset_stateful_cache()
         pose_video = uint8_to_unit(shot.pose_frames[chunk.pose_frame_indices(shot.num_frames)])
         batches = self._pass_batches(prepared, pose_video)
         # Step caches (FirstBlockCache, TaylorSeer) hold residuals of the previous call: never across chunks.
@@ -266,7 +270,7 @@ class OneToAllPipeline:
             t = schedule.timesteps[step]
             predictions = {}
             for batch in batches:
-                predictions.update(self._run_passes(batch, latents, t, chunk.token_replace))
+                predictions.update(self._run_passes(batch, latents, schedule, step, chunk.token_replace))
             if not rules.fp32_guidance:
                 velocity = prepared.guidance.combine(predictions)
             else:
@@ -376,10 +380,11 @@ class OneToAllPipeline:
         return batches
 
     def _run_passes(
-        self, batch: "_PassBatch", latents: torch.Tensor, t: torch.Tensor, token_replace: bool
+        self, batch: "_PassBatch", latents: torch.Tensor, schedule: Schedule, step: int, token_replace: bool
     ) -> dict[str, torch.Tensor]:
         n = len(batch.passes)
         device, dtype = self.device, self.dtype
+        t = schedule.timesteps[step]
         timestep = t.to(device).expand(n)
         # Reference features depend on (reference latent, t) only: compute them once per distinct reference.
         features = self.transformer.compute_reference_features(
@@ -389,7 +394,13 @@ class OneToAllPipeline:
             features = features.select(batch.ref_index)
         hidden = latents.to(dtype).expand(n, -1, -1, -1, -1)
         # One cache context per batch of passes: caching hooks see the same batch composition every step.
-        with self.transformer.cache_context("+".join(batch.names)):
+        context = dict(
+            step_index=step,
+            num_inference_steps=schedule.num_steps,
+            timestep=float(t),
+            sigma=float(schedule.sigmas[step]),
+        )
+        with self.transformer.cache_context("+".join(batch.names), **context):
             output = self.transformer(
                 hidden_states=hidden,
                 timestep=timestep,

@@ -254,3 +254,18 @@ def test_bad_prompt_embeds(pipeline):
         pipeline.prepare(make_shot(prompt_embeds=PromptEmbeddings(good, torch.full((1, 16, 32), math.nan))))
     with pytest.raises(ValueError, match="shape of the positive"):
         pipeline.prepare(make_shot(prompt_embeds=PromptEmbeddings(good, torch.zeros(1, 8, 32))))
+
+
+def test_step_cache_state_does_not_leak_between_chunks(text_cache):
+    """With diffusers' FirstBlockCache on, a resumed chunk still equals the uninterrupted run."""
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    transformer = build_tiny_transformer(seed=0)
+    transformer.enable_cache(FirstBlockCacheConfig(threshold=10.0))  # reuse the cached residual whenever possible
+    cached = OneToAllPipeline(transformer, build_tiny_vae(seed=0), text_cache.get)
+    shot = make_shot()
+    video = cached.generate(shot)
+    prepared = cached.prepare(shot)
+    cached.run_chunk(prepared, 0)  # leaves cache state behind, as an earlier job would
+    resumed = cached.generate_chunk(prepared, 1, previous_frames=video[8:13])
+    assert np.array_equal(resumed, video[13:])
