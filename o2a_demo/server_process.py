@@ -31,7 +31,7 @@ def server_command() -> list[str]:
 class ServerProcess:
     def __init__(self, data_dir: str | Path, *, model_args: Sequence[str] = ("--model", "tiny"),
                  extra_args: Sequence[str] = (), port: int = 0, log_path: str | Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, probe_options: dict | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = port
@@ -39,6 +39,7 @@ class ServerProcess:
         self._extra_args = list(extra_args)
         self.log_path = Path(log_path) if log_path else self.data_dir.parent / f"{self.data_dir.name}-server.log"
         self._env = env
+        self._probe_options = dict(probe_options or {})  # RenderClient options for the readiness probe (TLS)
         self._proc: subprocess.Popen | None = None
         self._log = None
 
@@ -72,7 +73,7 @@ class ServerProcess:
                 raise ServerStartError(f"o2a-server did not start listening in {ready_timeout_s:.0f}s\n{self.log_tail()}")
             time.sleep(0.1)
         self.port = int(port_file.read_text())
-        with RenderClient(self.address) as client:
+        with RenderClient(self.address, **self._probe_options) as client:
             while True:
                 self._check_alive("while loading the model")
                 try:
