@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from render_server.pose.align import resizecrop
 from render_server.pose.draw import draw_pose_aligned
@@ -148,3 +150,26 @@ def test_ref_mode_alignment_with_empty_and_partial_frames(shot) -> None:
     drv = PoseSequence.from_array(frames, DRV_W, DRV_H, 24.0)
     out = prepare_shot(image, ref, drv, PrepareOptions(OUT_W, OUT_H, mode="ref", align_limbs=True, anchor=2))
     assert not out.pose_frames[0].any() and out.pose_frames[1].any() and out.pose_frames[2].any()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), mode=st.sampled_from(["pose", "ref"]), align_limbs=st.booleans(),
+       drop=st.sampled_from([0.0, 0.2, 0.6]), noise=st.sampled_from([0.0, 0.05, 0.3]))  # fmt: skip
+def test_prepare_never_crashes_on_random_poses(person, seed, mode, align_limbs, drop, noise) -> None:
+    rng = np.random.default_rng(seed)
+
+    def random_person(width: int, height: int) -> np.ndarray:
+        kps = person(width, height, conf=0.95, scale=rng.uniform(0.3, 1.2), shift=tuple(rng.uniform(-0.2, 0.2, 2)))
+        kps[:, :2] += rng.normal(0, noise, (133, 2)) * (width, height)
+        kps[:, 2] = np.where(rng.random(133) < drop, 0.0, rng.uniform(0.2, 1.0, 133))
+        return kps
+
+    image = np.full((REF_H, REF_W, 3), 90, np.uint8)
+    ref = PoseFrame(random_person(REF_W, REF_H))
+    driving = PoseSequence.from_array(np.stack([random_person(DRV_W, DRV_H) for _ in range(3)]), DRV_W, DRV_H, 24.0)
+    try:
+        out = prepare_shot(image, ref, driving, PrepareOptions(OUT_W, OUT_H, mode=mode, align_limbs=align_limbs))
+    except KeypointError as exc:  # refusals must say which input is unusable
+        assert exc.field in ("reference_pose", "frames")
+        return
+    assert out.pose_frames.shape == (3, OUT_H, OUT_W, 3) and out.mask.shape == (OUT_H, OUT_W)
