@@ -56,6 +56,25 @@ def _bones():
     return out
 
 
+def _add_limb_meshes(ob) -> int:
+    """One box per bone, parented to it: a character mesh for the occlusion ray casts."""
+    import bmesh
+
+    count = 0
+    for pb in ob.pose.bones:
+        mesh = bpy.data.meshes.new(f"m_{pb.name}")
+        bm = bmesh.new()
+        bmesh.ops.create_cube(bm, size=max(0.02, pb.bone.length * 0.5))
+        bm.to_mesh(mesh)
+        bm.free()
+        box = bpy.data.objects.new(f"m_{pb.name}", mesh)
+        bpy.context.scene.collection.objects.link(box)
+        box.parent, box.parent_type, box.parent_bone = ob, "BONE", pb.name
+        box.location = (0, -pb.bone.length / 2, 0)
+        count += 1
+    return count
+
+
 def build_scene(frames: int):
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
@@ -94,6 +113,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     scene, ob = build_scene(args.frames)
     assert len(ob.data.bones) == 60, len(ob.data.bones)
+    meshes = _add_limb_meshes(ob) if args.occlusion else 0
     options = ExtractOptions(1, args.frames, occlusion=args.occlusion)
     extract(scene, ob, ExtractOptions(1, 5))  # warm-up
     best = math.inf
@@ -102,7 +122,7 @@ def main(argv=None) -> int:
         seq = extract(scene, ob, options)
         best = min(best, time.perf_counter() - t0)
     result = {
-        "bench": "extract", "bones": 60, "frames": len(seq), "occlusion": args.occlusion,
+        "bench": "extract", "bones": 60, "frames": len(seq), "occlusion": args.occlusion, "meshes": meshes,
         "fps": round(len(seq) / best, 1), "ms_per_frame": round(1000 * best / len(seq), 3),
         "blender": bpy.app.version_string, "python": platform.python_version(),
         "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
@@ -115,7 +135,7 @@ def main(argv=None) -> int:
         with path.open("a") as fh:
             fh.write(
                 f"\n- add-on extraction ({time.strftime('%Y-%m-%d')}, `bench/bench_extract.py`): 60-bone rig, "
-                f"{result['frames']} frames, occlusion {'on' if args.occlusion else 'off'}: **{result['fps']} frames/s** "
+                f"{result['frames']} frames, occlusion {'on (' + str(meshes) + ' limb meshes)' if args.occlusion else 'off'}: **{result['fps']} frames/s** "
                 f"({result['ms_per_frame']} ms/frame), Blender {result['blender']} bpy module, Python {result['python']}, "
                 f"{result['cpus']} CPUs (shared)\n"
             )
