@@ -38,7 +38,8 @@ def _insert_result(scene, rec, frames: tuple[str, ...]) -> str:
         image.name = f"O2A still {rec.job_id[:16]}"
         image["o2a"] = json.dumps(metadata, sort_keys=True)
         return image.name
-    strip = vse.insert_image_sequence(scene, [Path(f) for f in frames], rec.frame_start,
+    target = bpy.data.scenes.get(rec.target_scene) or scene  # 5.x: the sequencer may edit another scene
+    strip = vse.insert_image_sequence(target, [Path(f) for f in frames], rec.frame_start,
                                       name=f"o2a {rec.job_id[:20]}", metadata=metadata)
     return strip.name
 

@@ -209,5 +209,5 @@ def extract(
     width, height = canvas if canvas is not None else render_size(
         scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage
     )
-    fps = scene.render.fps / scene.render.fps_base
+    fps = scene.render.fps / scene.render.fps_base / options.frame_step  # every n-th frame: slower motion clock
     return PoseSequence(rows, width, height, fps, tuple(frames))

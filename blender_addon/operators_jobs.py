@@ -44,7 +44,10 @@ def _start(scene, rec, settings: ServerSettings, *, snapshot=None, job_id: str =
 
 
 def _new_record(scene, settings: ServerSettings, frame_start: int, options: RenderOptions, kind: str):
+    from . import vse
+
     rec = scene.o2a_jobs.add()
+    rec.target_scene = vse.sequencer_scene(bpy.context).name
     rec.key = uuid.uuid4().hex[:12]
     rec.server_address = settings.address
     rec.frame_start = frame_start

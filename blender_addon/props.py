@@ -116,6 +116,7 @@ class O2A_JobRecord(bpy.types.PropertyGroup):
     eta_s: FloatProperty(name="ETA", default=-1.0)
     message: StringProperty(name="Message")
     frame_start: IntProperty(name="Shot start")
+    target_scene: StringProperty(name="Sequencer scene", description="Scene whose sequencer receives the strip")
     frame_count: IntProperty(name="Frames")
     out_dir: StringProperty(name="Frames folder", subtype="DIR_PATH")
     strip_name: StringProperty(name="Strip")
