@@ -80,7 +80,9 @@ def assign_passes(passes: Sequence[GuidancePass], world_size: int) -> tuple[tupl
 class CfgParallel:
     """The collectives of one CFG-parallel group (a ``torch.distributed`` process group, None = the default).
 
-    Collective tensors live on ``comm_device``: the CPU for gloo, the rank's current GPU for NCCL.
+    Passes are split and gathered within ``group``; VAE encodes and cancel votes are shared over the whole
+    default group (with ``cfg+ulysses`` that also spans the Ulysses ranks). Collective tensors live on
+    ``comm_device``: the CPU for gloo, the rank's current GPU for NCCL.
     """
 
     group: dist.ProcessGroup | None = None
@@ -145,14 +147,13 @@ class CfgParallel:
 
     def agree_cancel(self, requested: bool) -> bool:
         vote = torch.tensor([1 if requested else 0], dtype=torch.int32, device=self.comm_device)
-        dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=self.group)
+        dist.all_reduce(vote, op=dist.ReduceOp.MAX)
         return bool(vote.item())
 
     def same_everywhere(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Rank 0's ``tensor`` on every rank (same shape and dtype everywhere)."""
+        """Global rank 0's ``tensor`` on every rank (same shape and dtype everywhere)."""
         buffer = tensor.detach().to(self.comm_device).contiguous().clone()
-        source = dist.get_global_rank(self.group, 0) if self.group is not None else 0
-        dist.broadcast(buffer, src=source, group=self.group)
+        dist.broadcast(buffer, src=0)
         return buffer.to(tensor.device)
 
     def check(self, failure: BaseException | None, what: str) -> None:
@@ -234,14 +235,16 @@ class CfgParallelPipeline(OneToAllPipeline):
             local = super()._pass_batches(local_prepared, pose_video, *args, **kwargs)
         return [_GatheredBatches(local, passes)]
 
-    def _run_passes(self, batch, latents: torch.Tensor, t: torch.Tensor, token_replace: bool) -> dict[str, torch.Tensor]:
+    def _run_passes(self, batch, latents: torch.Tensor, *args, **kwargs) -> dict[str, torch.Tensor]:
+        # The step arguments after the latents (timestep or schedule + step, token_replace) pass through
+        # untouched, so this override follows the pipeline's own signature.
         if not isinstance(batch, _GatheredBatches):
-            return super()._run_passes(batch, latents, t, token_replace)
+            return super()._run_passes(batch, latents, *args, **kwargs)
 
         def compute() -> dict[str, torch.Tensor]:
             predictions: dict[str, torch.Tensor] = {}
             for part in batch.local:
-                predictions.update(super(CfgParallelPipeline, self)._run_passes(part, latents, t, token_replace))
+                predictions.update(super(CfgParallelPipeline, self)._run_passes(part, latents, *args, **kwargs))
             return predictions
 
         like = torch.empty(latents.shape, device=self.device, dtype=self.dtype)

@@ -70,7 +70,8 @@ class FailingFactory:
 
 def cfg_worker(rank: int, device: str, outdir: str, text_cache_dir: str) -> None:
     """Inside a 2-rank gloo group: CFG-parallel latents of a 2-chunk 3-pass shot and a 2-pass chunk, then a
-    cancel asked by rank 1 only, then a failure injected on rank 1. Writes ``rank{r}.pt`` and ``rank{r}.json``."""
+    cancel asked by rank 1 only, then a failure injected on rank 1, then Ulysses-2 latents of the 2-chunk
+    shot. Writes ``rank{r}.pt`` and ``rank{r}.json``."""
     from render_server.parallel.cfg_parallel import CfgParallel, CfgParallelPipeline, RankFailedError
     from render_server.pipeline.types import Cancelled
 
@@ -104,6 +105,12 @@ def cfg_worker(rank: int, device: str, outdir: str, text_cache_dir: str) -> None
     except RuntimeError as exc:
         report["error"] = ["RuntimeError", str(exc)]
     handle.remove()
+
+    # The same group again, now as Ulysses degree 2 on a fresh copy of the model (the failure above left
+    # every rank at the same point, so the group goes on).
+    ulysses = _ulysses_run(device, text_cache_dir, "ulysses", 2)
+    tensors.update({f"ulysses_{k}": v for k, v in ulysses.items() if k != "seen"})
+    report["ulysses_seen"] = ulysses["seen"]
     torch.save(tensors, Path(outdir) / f"rank{rank}.pt")
     (Path(outdir) / f"rank{rank}.json").write_text(json.dumps(report))
 
@@ -112,3 +119,32 @@ def _previous(result, prepared) -> np.ndarray:
     chunk = prepared.chunks[1]
     offset = prepared.chunks[0].start
     return result.frames[[i - offset for i in chunk.prev_frame_indices]]
+
+
+def ulysses_worker(rank: int, device: str, outdir: str, text_cache_dir: str, mode: str, gpus: int) -> None:
+    """Inside a ``gpus``-rank gloo group: ``_ulysses_run`` -> ``rank{r}.pt``."""
+    torch.save(_ulysses_run(device, text_cache_dir, mode, gpus), Path(outdir) / f"rank{rank}.pt")
+
+
+def _ulysses_run(device: str, text_cache_dir: str, mode: str, gpus: int) -> dict:
+    """``mode`` (ulysses / cfg+ulysses) latents of the 2-chunk 3-pass shot, plus the sequence length that main
+    block 1 and control block 0 saw (the whole sequence is 20 tokens)."""
+    from render_server.parallel.config import parse_parallel
+    from render_server.parallel.context_parallel import make_context_parallel_pipeline
+
+    base = TinyPipelineFactory(seed=0, text_cache_dir=text_cache_dir)(device)
+    pipeline = make_context_parallel_pipeline(base, parse_parallel(mode, gpus))
+    seen = {}
+
+    def record(name):
+        def hook(module, args, kwargs):
+            seen.setdefault(name, int(args[0].shape[1]))
+
+        return hook
+
+    pipeline.transformer.blocks[1].register_forward_pre_hook(record("main"), with_kwargs=True)
+    pipeline.transformer.controlnet.blocks[0].register_forward_pre_hook(record("control"), with_kwargs=True)
+    prepared = pipeline.prepare(make_shot())
+    first = pipeline.run_chunk(prepared, 0)
+    second = pipeline.run_chunk(prepared, 1, previous_frames=_previous(first, prepared))
+    return {"three_pass_0": first.latents, "three_pass_1": second.latents, "seen": seen}

@@ -1,4 +1,5 @@
-"""CFG parallelism on CPU with real gloo process groups and the tiny real model.
+"""CFG parallelism (and Ulysses in the same spawned group) on CPU with real gloo process groups and the
+tiny real model.
 
 Rank processes are spawned (as on a GPU node, one per device); every comparison is against the plain
 single-process ``OneToAllPipeline`` on the same inputs.
@@ -90,7 +91,7 @@ def test_one_rank_group_is_bit_identical_to_the_plain_pipeline(single, tmp_path)
 # -- two spawned ranks ------------------------------------------------------------------------------------------
 
 
-def test_two_ranks_match_single_process_and_fail_cleanly(single, text_cache_dir):
+def test_two_ranks_cfg_and_ulysses_match_single_process_and_fail_cleanly(single, text_cache_dir):
     with tempfile.TemporaryDirectory(prefix="o2a-cfg-test-") as workdir:
         started = time.monotonic()
         processes = spawn_ranks(helpers.cfg_worker, (workdir, text_cache_dir), ["cpu", "cpu"], 30.0, workdir)
@@ -112,6 +113,7 @@ def test_two_ranks_match_single_process_and_fail_cleanly(single, text_cache_dir)
         assert time.monotonic() - started < JOIN_TIMEOUT_S
 
         results = [torch.load(Path(workdir) / f"rank{rank}.pt") for rank in range(2)]
+        expected.update(ulysses_three_pass_0=expected["three_pass_0"], ulysses_three_pass_1=expected["three_pass_1"])
         for rank, got in enumerate(results):
             assert all(torch.equal(got[name], results[0][name]) for name in expected)  # ranks agree bitwise
             for name, value in expected.items():
@@ -122,6 +124,8 @@ def test_two_ranks_match_single_process_and_fail_cleanly(single, text_cache_dir)
                 assert error <= RELATIVE_TOLERANCE, (rank, name, float(error))
         report = [json.loads((Path(workdir) / f"rank{r}.json").read_text()) for r in range(2)]
 
+    # Ulysses: each rank's main and control blocks saw half of the 20 video tokens.
+    assert report[0]["ulysses_seen"] == report[1]["ulysses_seen"] == {"main": 10, "control": 10}
     # Rank 1 alone asked to cancel after one step: both stopped before step 1.
     assert report[0]["cancelled_at"] == report[1]["cancelled_at"] == [0, 1]
     # Rank 1's transformer raised: rank 1 re-raised it, rank 0 got an error naming rank 1 (no timeout wait).
