@@ -6,8 +6,9 @@ Runs on Blender's main thread (it calls ``scene.frame_set``); the result is a pl
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import bpy
 import numpy as np
@@ -165,6 +166,39 @@ def occluded_points(scene, depsgraph, cam: CameraView, points: np.ndarray, candi
     return out
 
 
+def _in_view_layer(obj: bpy.types.Object, view_layer) -> bool:
+    """True when some non-excluded layer collection of ``view_layer`` holds ``obj``."""
+    def walk(layer_collection) -> bool:
+        if layer_collection.exclude:
+            return False
+        if obj.name in layer_collection.collection.objects:
+            return True
+        return any(walk(child) for child in layer_collection.children)
+
+    return walk(view_layer.layer_collection)
+
+
+@contextmanager
+def _evaluated(armature_obj: bpy.types.Object, view_layer) -> Iterator[None]:
+    """Make sure the depsgraph evaluates the rig: a rig disabled in viewports (object or collection
+    monitor icon) keeps a frozen pose under ``frame_set``. Those flags are cleared for the duration
+    and restored; a rig outside the view layer (excluded collection) is an error."""
+    if not _in_view_layer(armature_obj, view_layer):
+        raise ExtractError(
+            f"armature {armature_obj.name!r} is not in view layer {view_layer.name!r} (excluded collection?); "
+            "include its collection so its animation is evaluated"
+        )
+    flagged = [armature_obj] if armature_obj.hide_viewport else []
+    flagged += [c for c in bpy.data.collections if c.hide_viewport and armature_obj.name in c.all_objects]
+    for owner in flagged:
+        owner.hide_viewport = False
+    try:
+        yield
+    finally:
+        for owner in flagged:
+            owner.hide_viewport = True
+
+
 def extract(
     scene: bpy.types.Scene,
     armature_obj: bpy.types.Object,
@@ -183,29 +217,32 @@ def extract(
     rows = np.zeros((len(frames), NUM_KEYPOINTS, 3), np.float32)
     saved = (scene.frame_current, scene.frame_subframe)
     canvas = None
-    try:
-        for row, frame in enumerate(frames):
-            scene.frame_set(frame)
-            depsgraph = bpy.context.evaluated_depsgraph_get()
-            cam = camera_view(scene, scene.camera, depsgraph)
-            if canvas is None:
-                canvas = cam.canvas
-            pose = _matrices(armature_obj.pose.bones, "matrix")
-            local_pts, local_normals = binding.evaluate(pose)
-            world = np.array(armature_obj.matrix_world, dtype=np.float64)
-            pts = local_pts @ world[:3, :3].T + world[:3, 3]
-            normals = local_normals @ world[:3, :3].T
-            proj = project(pts, cam)
-            facing = facing_camera(pts, normals, cam)
-            occluded = None
-            if options.occlusion:
-                occluded = occluded_points(scene, depsgraph, cam, pts, available & proj.in_frame & facing, meshes)
-            conf = confidences(available, proj, facing, occluded, options.policy)
-            rows[row] = keypoints_array(proj, conf, available)
-            if progress is not None:
-                progress(row + 1, len(frames))
-    finally:
-        scene.frame_set(saved[0], subframe=saved[1])
+    view_layer = bpy.context.view_layer if bpy.context.scene == scene else scene.view_layers[0]
+    with _evaluated(armature_obj, view_layer):
+        try:
+            for row, frame in enumerate(frames):
+                scene.frame_set(frame)
+                depsgraph = bpy.context.evaluated_depsgraph_get()
+                cam = camera_view(scene, scene.camera, depsgraph)
+                if canvas is None:
+                    canvas = cam.canvas
+                pose = _matrices(armature_obj.pose.bones, "matrix")
+                local_pts, local_normals = binding.evaluate(pose)
+                world = np.array(armature_obj.matrix_world, dtype=np.float64)
+                pts = local_pts @ world[:3, :3].T + world[:3, 3]
+                normals = local_normals @ world[:3, :3].T
+                proj = project(pts, cam)
+                facing = facing_camera(pts, normals, cam)
+                occluded = None
+                if options.occlusion:
+                    candidates = available & proj.in_frame & facing
+                    occluded = occluded_points(scene, depsgraph, cam, pts, candidates, meshes)
+                conf = confidences(available, proj, facing, occluded, options.policy)
+                rows[row] = keypoints_array(proj, conf, available)
+                if progress is not None:
+                    progress(row + 1, len(frames))
+        finally:
+            scene.frame_set(saved[0], subframe=saved[1])
     width, height = canvas if canvas is not None else render_size(
         scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage
     )

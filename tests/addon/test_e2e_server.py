@@ -51,9 +51,10 @@ def shot(addon, o2a_server, empty_scene, rig_tools, tmp_path):
 
 
 def _pump_until(pred, timeout=120.0):
+    """Drive the timer callback the UI registers (timers never fire in the bpy module)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runtime.pump_now()
+        runtime._tick()
         if pred():
             return True
         time.sleep(0.05)

@@ -182,3 +182,29 @@ def test_package_and_pure_modules_import_without_bpy_or_torch():
             "print('LEAK', bad) if bad else print('OK')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert proc.stdout.strip() == "OK", proc.stdout + proc.stderr
+
+
+def test_hidden_rig_is_still_evaluated_and_excluded_rig_is_an_error(empty_scene, rig_tools):
+    scene = empty_scene
+    scene.frame_start, scene.frame_end = 1, 12
+    ob = rig_tools.rig("metarig", fingers=False, face=False)
+    rig_tools.animate(ob)
+    rig_tools.camera()
+    visible = extract(scene, ob, ExtractOptions(1, 12)).keypoints
+    ob.hide_viewport = True  # users hide rigs; a hidden rig is not evaluated by frame_set
+    hidden = extract(scene, ob, ExtractOptions(1, 12)).keypoints
+    assert ob.hide_viewport, "the flag is restored"
+    assert np.allclose(visible, hidden, atol=1e-4)
+    col = bpy.data.collections.new("Rigs")
+    scene.collection.children.link(col)
+    scene.collection.objects.unlink(ob)
+    col.objects.link(ob)
+    ob.hide_viewport = False
+    col.hide_viewport = True
+    assert np.allclose(extract(scene, ob, ExtractOptions(1, 12)).keypoints, visible, atol=1e-4)
+    assert col.hide_viewport
+    bpy.context.view_layer.layer_collection.children["Rigs"].exclude = True
+    from blender_addon.extract import ExtractError
+
+    with pytest.raises(ExtractError, match="excluded collection"):
+        extract(scene, ob, ExtractOptions(1, 2))
