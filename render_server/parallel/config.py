@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 ParallelMode = Literal["none", "cfg", "ulysses", "cfg+ulysses"]
 PARALLEL_MODES: tuple[str, ...] = ("none", "cfg", "ulysses", "cfg+ulysses")
@@ -83,3 +83,20 @@ def add_parallel_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ParallelConfig:
     return parse_parallel(args.parallel, args.gpus, args.ulysses_degree, args.parallel_timeout_s)
+
+
+def device_gangs(devices: Sequence[str], config: ParallelConfig) -> list[tuple[str, ...]]:
+    """Split the server's devices into gangs of ``config.gpus`` (one engine and one job queue consumer each).
+
+    Leftover devices (fewer than ``gpus``) stay unused, with a ``ValueError`` if not even one gang fits.
+    """
+    devices = list(devices)
+    if not config.enabled:
+        return [(d,) for d in devices]
+    gpus = [d for d in devices if d.startswith("cuda")]
+    if len(set(gpus)) != len(gpus):
+        raise ValueError(f"--device lists a GPU twice: {devices}")
+    if len(devices) < config.gpus:
+        raise ValueError(f"--parallel {config.mode} --gpus {config.gpus} needs {config.gpus} devices, got {devices}")
+    count = len(devices) // config.gpus
+    return [tuple(devices[i * config.gpus : (i + 1) * config.gpus]) for i in range(count)]

@@ -451,6 +451,25 @@ class CheckpointPipelineFactory:
         )
 
 
+def pipeline_factory(
+    model: str,
+    *,
+    checkpoint: str | Path | None = None,
+    wan: str | Path | None = None,
+    text_cache_dir: str | Path | None = None,
+    tiny_seed: int = 0,
+) -> PipelineFactory:
+    """The factory for the server's ``--model tiny`` or ``--checkpoint DIR --wan DIR``."""
+    cache = str(text_cache_dir) if text_cache_dir is not None else None
+    if model == "tiny":
+        return TinyPipelineFactory(seed=tiny_seed, text_cache_dir=cache, threads=None)
+    if model == "one-to-all":
+        if checkpoint is None or wan is None:
+            raise ValueError("the One-to-All model needs --checkpoint DIR and --wan DIR")
+        return CheckpointPipelineFactory(str(checkpoint), str(wan), cache)
+    raise ValueError(f"model must be 'tiny' or 'one-to-all', got {model!r}")
+
+
 def start_group(factory: PipelineFactory, devices: Sequence[str], config: ParallelConfig) -> ParallelGroup:
     """What the server calls for ``--parallel MODE --gpus N``: ``devices`` = the N devices of one gang."""
     os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")  # a hung NCCL collective aborts after the timeout

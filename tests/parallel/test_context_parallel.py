@@ -104,3 +104,22 @@ def test_cfg_plus_ulysses_on_four_ranks_matches_single_process(tmp_path):
         for name, value in expected.items():
             assert torch.equal(got[name], results[0][name])
             assert (got[name] - value).abs().max() / value.abs().max() <= 2e-6
+
+
+def test_device_gangs_and_factories():
+    from render_server.parallel.config import device_gangs
+    from render_server.parallel.launch import CheckpointPipelineFactory, pipeline_factory
+
+    config = parse_parallel("cfg", 2)
+    assert device_gangs(["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:4"], config) == [
+        ("cuda:0", "cuda:1"), ("cuda:2", "cuda:3")
+    ]
+    assert device_gangs(["cuda:0", "cuda:1"], parse_parallel(None, None)) == [("cuda:0",), ("cuda:1",)]
+    with pytest.raises(ValueError, match="needs 2 devices"):
+        device_gangs(["cuda:0"], config)
+    with pytest.raises(ValueError, match="twice"):
+        device_gangs(["cuda:0", "cuda:0"], config)
+    assert isinstance(pipeline_factory("tiny"), TinyPipelineFactory)
+    assert pipeline_factory("one-to-all", checkpoint="c", wan="w") == CheckpointPipelineFactory("c", "w", None)
+    with pytest.raises(ValueError, match="--checkpoint"):
+        pipeline_factory("one-to-all")
