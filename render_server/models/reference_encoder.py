@@ -97,9 +97,16 @@ class ReferenceFeatures:
         return next(s for s in self.samples if s is not None).shape[0]
 
     def select(self, index: torch.Tensor | list[int]) -> "ReferenceFeatures":
-        """Rows ``index`` of the batch (e.g. ``[0, 0, 1]`` to serve three guidance branches from two refs)."""
-        index = torch.as_tensor(index, dtype=torch.long)
-        picked = tuple(None if s is None else s.index_select(0, index.to(s.device)) for s in self.samples)
+        """Rows ``index`` of the batch (e.g. ``[0, 0, 1]`` to serve three guidance branches from two refs).
+
+        A Python list is served by slicing (no host-to-device index copy, so no stream sync); a tensor
+        index should live on the features' device.
+        """
+        if isinstance(index, torch.Tensor):
+            picked = tuple(None if s is None else s.index_select(0, index) for s in self.samples)
+        else:
+            rows = [int(i) for i in index]
+            picked = tuple(None if s is None else torch.cat([s[i : i + 1] for i in rows]) for s in self.samples)
         return ReferenceFeatures(picked, self.rotary_emb)
 
     @staticmethod

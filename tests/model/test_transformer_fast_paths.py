@@ -138,3 +138,12 @@ def test_token_replace_changes_only_what_it_should(model) -> None:
 def test_bad_inputs_name_the_argument(model, change, match) -> None:
     with pytest.raises(ValueError, match=match):
         run(model, {**make_inputs(), **change})
+
+
+def test_select_by_list_and_by_tensor_agree(model) -> None:
+    with torch.no_grad():
+        features = model.compute_reference_features(torch.randn(2, 32, 1, 4, 4), torch.tensor([100.0, 900.0]))
+    by_list, by_tensor = features.select([1, 0, 1]), features.select(torch.tensor([1, 0, 1]))
+    for a, b in zip(by_list.samples, by_tensor.samples):
+        assert (a is None and b is None) or torch.equal(a, b)
+    assert torch.equal(by_list.samples[0][1], features.samples[0][0])
