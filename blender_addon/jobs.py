@@ -14,7 +14,7 @@ import queue
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 import numpy as np
 
@@ -29,9 +29,9 @@ class RenderOptions:
     """User-facing render settings; enum values are the proto names without their prefix."""
 
     steps: int = 0
-    seed: Optional[int] = None
-    image_guidance: Optional[float] = None
-    pose_guidance: Optional[float] = None
+    seed: int | None = None
+    image_guidance: float | None = None
+    pose_guidance: float | None = None
     guidance_mode: str = "UNSPECIFIED"
     face_lightening: str = "UNSPECIFIED"
     head_lightening: bool = False
@@ -48,7 +48,7 @@ class RenderOptions:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RenderOptions":
+    def from_dict(cls, data: dict) -> RenderOptions:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -59,7 +59,7 @@ class ShotSnapshot:
 
     poses: PoseSequence
     reference_image: bytes
-    reference_pose: Optional[np.ndarray]  # (133, 3) in reference-image pixels; None = server detection
+    reference_pose: np.ndarray | None  # (133, 3) in reference-image pixels; None = server detection
     options: RenderOptions = field(default_factory=RenderOptions)
 
     def request_id(self) -> str:
@@ -100,7 +100,7 @@ class MsgDone:
     settings: dict = field(default_factory=dict)
 
 
-Message = Union[MsgSubmitted, MsgProgress, MsgDone]
+Message = MsgSubmitted | MsgProgress | MsgDone
 
 
 class JobFailed(RuntimeError):
@@ -123,7 +123,7 @@ def run_job(
     emit: Callable[[Message], None],
     *,
     key: str = "job",
-    snapshot: Optional[ShotSnapshot] = None,
+    snapshot: ShotSnapshot | None = None,
     job_id: str = "",
     should_cancel: Callable[[], bool] = lambda: False,
     should_detach: Callable[[], bool] = lambda: False,
@@ -160,13 +160,13 @@ class JobRunner:
     """Owns the worker threads and the message queue of one Blender session."""
 
     def __init__(self, client_factory=None):
-        self._queue: "queue.SimpleQueue[Message]" = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._threads: dict[str, threading.Thread] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._detach: dict[str, threading.Event] = {}
         self._client_factory = client_factory
 
-    def start(self, key: str, settings: ServerSettings, out_dir: str, *, snapshot: Optional[ShotSnapshot] = None,
+    def start(self, key: str, settings: ServerSettings, out_dir: str, *, snapshot: ShotSnapshot | None = None,
               job_id: str = "") -> None:
         if key in self._threads and self._threads[key].is_alive():
             raise JobFailed(f"job {key} is already being watched")

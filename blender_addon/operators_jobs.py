@@ -16,7 +16,7 @@ from bpy.props import BoolProperty, StringProperty
 
 from . import runtime
 from . import shot as shot_mod
-from .apply import apply_message, find_record
+from .apply import apply_message
 from .extract import ExtractError
 from .images import ReferencePictureError
 from .jobs import JobFailed, RenderOptions, run_job

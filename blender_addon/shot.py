@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import bpy
 
 from .extract import ExtractError, ExtractOptions, detection_for, rest_rig
 from .pose.visibility import ConfidencePolicy
+
+if TYPE_CHECKING:
+    from .jobs import RenderOptions
 
 
 def armature_of(context, scene: bpy.types.Scene | None = None) -> bpy.types.Object:
@@ -61,7 +66,7 @@ def output_dir(scene: bpy.types.Scene, *parts: str) -> str:
     return os.path.join(base, *parts)
 
 
-def render_options(scene: bpy.types.Scene, *, still: bool = False, label: str = "") -> "RenderOptions":
+def render_options(scene: bpy.types.Scene, *, still: bool = False, label: str = "") -> RenderOptions:
     from .jobs import RenderOptions
 
     shot = scene.o2a_shot

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from .types import KEYPOINT_NAMES
 
@@ -48,7 +48,7 @@ class PointSpec:
     parts: tuple[PointPart, ...]
 
     @classmethod
-    def parse(cls, text: str) -> "PointSpec":
+    def parse(cls, text: str) -> PointSpec:
         text = text.strip()
         if not text:
             raise ValueError("point spec: empty")

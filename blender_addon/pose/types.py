@@ -106,7 +106,7 @@ class PoseSequence:
         out[..., 1] /= self.height
         return out
 
-    def frame(self, i: int) -> "PoseSequence":
+    def frame(self, i: int) -> PoseSequence:
         """A one-frame sequence (row i), e.g. for single-image pose transfer."""
         return PoseSequence(self.keypoints[i : i + 1], self.width, self.height, self.fps, self.frames[i : i + 1])
 
@@ -123,7 +123,7 @@ class PoseSequence:
         }
 
     @classmethod
-    def from_json_dict(cls, data: dict[str, Any]) -> "PoseSequence":
+    def from_json_dict(cls, data: dict[str, Any]) -> PoseSequence:
         if data.get("layout") != LAYOUT:
             raise PoseFormatError(f"layout: expected {LAYOUT!r}, got {data.get('layout')!r}")
         for key in ("width", "height", "fps", "frames"):
@@ -150,7 +150,7 @@ class PoseSequence:
         return path
 
     @classmethod
-    def load_json(cls, path: str | Path) -> "PoseSequence":
+    def load_json(cls, path: str | Path) -> PoseSequence:
         try:
             data = json.loads(Path(path).read_text())
         except json.JSONDecodeError as exc:

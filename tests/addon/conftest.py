@@ -187,7 +187,7 @@ def build_rig(
             made[bname].parent = made[parent]
             made[bname].use_connect = False
     if naming == "mixamo":
-        for bname, new, head, tail, roll, _parent in rows:
+        for bname, new, head, tail, _roll, _parent in rows:
             if fingers and bname.endswith((".03.L", ".03.R")) and _is_finger(bname):
                 tip = arm.edit_bones.new(new[:-1] + "4")
                 tip.head = tail
@@ -201,7 +201,7 @@ def build_rig(
     if naming == "rigify":
         # Decoys: DEF- and control bones with metarig names at wrong places (a mapper reading
         # them instead of ORG- would fail the projection tests).
-        for bname, _new, head, tail, roll, _parent in rows:
+        for bname, _new, head, tail, _roll, _parent in rows:
             for decoy in ("DEF-" + bname, bname):
                 eb = arm.edit_bones.new(decoy)
                 eb.head = (head[0], head[1] + 0.3, head[2] + 0.05)

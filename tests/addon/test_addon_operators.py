@@ -88,7 +88,6 @@ def test_preview_operator_inserts_strip(registered, empty_scene, rig_tools, tmp_
 
 
 def test_detect_and_custom_map(registered, empty_scene, rig_tools, tmp_path):
-    scene = empty_scene
     ob = rig_tools.rig("rigify", fingers=False, face=False)
     rig_tools.camera()
     bpy.context.view_layer.objects.active = ob
