@@ -105,10 +105,14 @@ class O2A_OT_preview_poses(_PoseOperator, bpy.types.Operator):
             return {"CANCELLED"}
         if self.add_strip:
             target = vse.sequencer_scene(context)
-            strip = vse.insert_image_sequence(
-                target, paths, seq.frames[0], name=f"pose {rig.name}",
-                metadata={"kind": "pose_preview", "armature": rig.name, "frames": [seq.frames[0], seq.frames[-1]]},
-            )
+            try:
+                strip = vse.insert_image_sequence(
+                    target, paths, seq.frames[0], name=f"pose {rig.name}",
+                    metadata={"kind": "pose_preview", "armature": rig.name, "frames": [seq.frames[0], seq.frames[-1]]},
+                )
+            except (RuntimeError, ValueError) as exc:
+                self.report({"ERROR"}, f"previews written to {folder}, but adding the strip failed: {exc}")
+                return {"CANCELLED"}
             self.report({"INFO"}, f"{len(paths)} preview frames -> {folder} (strip {strip.name!r}, channel {strip.channel})")
         else:
             self.report({"INFO"}, f"{len(paths)} preview frames -> {folder}")

@@ -133,7 +133,12 @@ class O2A_OT_cancel_job(_ServerOperator, bpy.types.Operator):
         if runtime.get_runner().cancel(rec.key):  # a worker watches it: it sends the cancel
             rec.message = "cancelling..."
         else:
-            _start(scene, rec, server_settings(context, rec.server_address), job_id=rec.job_id, cancel=True)
+            try:
+                settings = server_settings(context, rec.server_address)
+            except ValueError as exc:
+                self.report({"ERROR"}, str(exc))
+                return {"CANCELLED"}
+            _start(scene, rec, settings, job_id=rec.job_id, cancel=True)
         return {"FINISHED"}
 
 
@@ -162,7 +167,11 @@ class O2A_OT_reattach_jobs(_ServerOperator, bpy.types.Operator):
     def execute(self, context):
         if not self._gate(context):
             return {"CANCELLED"}
-        n = reattach_all(context, context.scene)
+        try:
+            n = reattach_all(context, context.scene)
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         self.report({"INFO"}, f"re-attached {n} job(s)")
         return {"FINISHED"}
 
@@ -211,7 +220,11 @@ class O2A_OT_test_connection(_ServerOperator, bpy.types.Operator):
     def execute(self, context):
         if not self._gate(context):
             return {"CANCELLED"}
-        settings = server_settings(context)
+        try:
+            settings = server_settings(context)
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         runtime_props = context.window_manager.o2a_runtime
         if bpy.app.background:
             ok, text = _capabilities(settings)
