@@ -62,8 +62,10 @@ def assign_passes(passes: Sequence[GuidancePass], world_size: int) -> tuple[tupl
     def cost(group: Sequence[GuidancePass]) -> float:
         return len(group) + REFERENCE_COST * len({p.reference for p in group}) if group else 0.0
 
+    if world_size >= len(passes):  # one pass per rank is optimal; the rest idle
+        return tuple((p,) for p in passes) + ((),) * (world_size - len(passes))
     best_key, best = None, None
-    # n <= 5 passes and a handful of ranks: exhaustive search is at most a few thousand cheap evaluations.
+    # Fewer ranks than passes (<= 5 passes): exhaustive search over at most 4^5 assignments, once per chunk.
     for owners in itertools.product(range(world_size), repeat=len(passes)):
         groups = [tuple(p for p, o in zip(passes, owners) if o == r) for r in range(world_size)]
         # Canonical rank order (by first pass) so equivalent relabellings compare equal.
@@ -107,7 +109,7 @@ class CfgParallel:
         flag = torch.tensor([0 if failure is None else 1], dtype=torch.int32, device=device)
         flags = [torch.zeros_like(flag) for _ in range(self.world_size)]
         dist.all_gather(flags, flag, group=self.group)
-        failed = [r for r, f in enumerate(flags) if int(f.item())]
+        failed = [r for r, f in enumerate(torch.cat(flags).tolist()) if f]
         if not failed:
             return
         message = None if failure is None else f"{type(failure).__name__}: {failure}"
@@ -119,10 +121,14 @@ class CfgParallel:
         raise RankFailedError(f"CFG-parallel {what} failed on {detail}")
 
     def gather(
-        self, compute: Callable[[], dict[str, torch.Tensor]], passes: tuple[GuidancePass, ...], *, like: torch.Tensor
+        self,
+        compute: Callable[[], dict[str, torch.Tensor]],
+        groups: tuple[tuple[GuidancePass, ...], ...],
+        *,
+        like: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Run ``compute`` (this rank's passes) and return all passes' predictions on every rank."""
-        groups = assign_passes(passes, self.world_size)
+        """Run ``compute`` (this rank's passes, ``groups[rank]``; ``groups`` = ``assign_passes(...)``) and
+        return every pass's prediction (shape, dtype and device of ``like``) on every rank."""
         mine = groups[self.rank]
         device = self.comm_device
         failure: BaseException | None = None
@@ -167,7 +173,7 @@ class _GatheredBatches:
     batches, run and exchanged by one ``_run_passes`` call per step."""
 
     local: list[_PassBatch]
-    passes: tuple[GuidancePass, ...]
+    groups: tuple[tuple[GuidancePass, ...], ...]  # assign_passes(...): the passes of every rank
 
 
 class _SyncedCodec:
@@ -225,15 +231,15 @@ class CfgParallelPipeline(OneToAllPipeline):
         )
 
     def _pass_batches(self, prepared: PreparedShot, pose_video: torch.Tensor, *args, **kwargs) -> list:
-        passes = prepared.guidance.passes
-        mine = self.parallel.local_passes(passes)
+        groups = assign_passes(prepared.guidance.passes, self.parallel.world_size)
+        mine = groups[self.parallel.rank]
         local: list[_PassBatch] = []
         if mine:
             # The pipeline batches the guidance's passes: hand it a guidance made of this rank's passes only.
             subset = Guidance(f"{prepared.guidance.name}[rank {self.parallel.rank}]", mine, base=mine[0].name)
             local_prepared = _replace_guidance(prepared, subset)
             local = super()._pass_batches(local_prepared, pose_video, *args, **kwargs)
-        return [_GatheredBatches(local, passes)]
+        return [_GatheredBatches(local, groups)]
 
     def _run_passes(self, batch, latents: torch.Tensor, *args, **kwargs) -> dict[str, torch.Tensor]:
         # The step arguments after the latents (timestep or schedule + step, token_replace) pass through
@@ -248,7 +254,7 @@ class CfgParallelPipeline(OneToAllPipeline):
             return predictions
 
         like = torch.empty(latents.shape, device=self.device, dtype=self.dtype)
-        return self.parallel.gather(compute, batch.passes, like=like)
+        return self.parallel.gather(compute, batch.groups, like=like)
 
 
 def _replace_guidance(prepared: PreparedShot, guidance: Guidance) -> PreparedShot:
