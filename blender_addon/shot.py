@@ -58,12 +58,16 @@ def detect_report(rig: bpy.types.Object) -> str:
 
 
 def output_dir(scene: bpy.types.Scene, *parts: str) -> str:
-    base = bpy.path.abspath(scene.o2a_shot.output_dir or "//o2a/")
-    if base.startswith("//"):  # unsaved file: relative paths have no anchor
-        import tempfile
-        base = tempfile.gettempdir() + "/o2a/"
+    """Absolute output folder; ``//`` paths of an unsaved file go to the temp folder, not the cwd."""
     import os
-    return os.path.join(base, *parts)
+    import tempfile
+
+    setting = scene.o2a_shot.output_dir or "//o2a/"
+    if setting.startswith("//") and not bpy.data.filepath:
+        base = os.path.join(tempfile.gettempdir(), "o2a", setting[2:])
+    else:
+        base = bpy.path.abspath(setting)
+    return os.path.join(os.path.abspath(base), *parts)
 
 
 def render_options(scene: bpy.types.Scene, *, still: bool = False, label: str = "") -> RenderOptions:
