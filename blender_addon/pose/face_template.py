@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
-# Height of the head bone's head (neck/skull joint) above the chin, and the head height per unit
-# of head-bone length, for rigs whose head bone runs from the top of the neck to the crown
-# (Blender metarig/Rigify, Mixamo "Head"->"HeadTop_End", ARP "head.x"): metarig measures 0.21 and
-# 1.22 (head bone 0.198 m, chin-to-crown 0.241 m).
-HEAD_BONE_BASE_Y = 0.17
-HEAD_HEIGHT_PER_BONE_LENGTH = 1.22
+# Where the head bone sits in the face, calibrated on rig conventions rather than on the skull: the
+# head bone runs from the top of the neck (about mouth level) to the top of the head (Blender
+# metarig/Rigify "spine.006", Mixamo "Head" -> "HeadTop_End", ARP "head.x"). Two measurements pin it:
+# the chin lies 0.21 head-bone lengths below the bone's head and the eye line 0.56 lengths above it
+# (metarig: 0.21 / 0.57; Mixamo's X/Y Bot eye bones: ~0.55). With the eye line at 0.5 H that gives
+# H = 1.54 bone lengths and the bone's head at 0.14 H above the chin. On the metarig this places the
+# template's 43 face points within 0.054 H (mean) of the rig's own face bones before any fitting.
+HEAD_BONE_BASE_Y = 0.14
+HEAD_HEIGHT_PER_BONE_LENGTH = 1.54
 
 # Ellipsoid approximating the skull + face for outward normals (visibility of face points).
 _CENTER = np.array([0.0, 0.55, 0.0])

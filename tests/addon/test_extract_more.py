@@ -208,3 +208,22 @@ def test_hidden_rig_is_still_evaluated_and_excluded_rig_is_an_error(empty_scene,
 
     with pytest.raises(ExtractError, match="excluded collection"):
         extract(scene, ob, ExtractOptions(1, 2))
+
+
+def test_face_template_matches_metarig_face_bones_without_fitting(empty_scene, rig_tools):
+    """Calibration guard: the template placed from the head bone alone lands near the metarig's face bones."""
+    from blender_addon.pose import face_template as ft
+    from blender_addon.pose.binding import _fit_template, head_frame
+
+    ob = rig_tools.rig("metarig")
+    rest = rest_rig(ob)
+    det = skeleton.detect(rest.names)
+    frame = head_frame(rest, det)
+    roles = [r for r in ft.TEMPLATE_POINTS if det.has(r)]
+    assert len(roles) == 43
+    target = np.array([rest.spec_point(det.specs[r]) for r in roles])
+    placed = frame.place(np.array([ft.TEMPLATE_POINTS[r] for r in roles]))
+    err = np.linalg.norm(placed - target, axis=1) / frame.scale
+    assert err.mean() < 0.07 and err.max() < 0.25, (err.mean(), roles[int(err.argmax())])
+    fitted = _fit_template(frame, rest, det)
+    assert 0.9 < fitted.scale / frame.scale < 1.1
