@@ -256,11 +256,14 @@ class Engine:
             raise OutOfDeviceMemory(str(exc).splitlines()[0] if str(exc) else "out of memory") from None
 
     def release(self) -> None:
-        """Frees cached device memory between jobs (and after an out-of-memory error)."""
-        gc.collect()
+        """Frees cached device memory between jobs (and after an out-of-memory error).
+
+        Only on CUDA: a full `gc.collect()` costs ~0.5 s with torch loaded, which buys nothing on the CPU.
+        """
         if self.device.startswith("cuda"):
             import torch
 
+            gc.collect()
             torch.cuda.empty_cache()
 
     def memory_bytes(self) -> int:

@@ -21,7 +21,7 @@ from .engine import EngineConfig
 from .logging_setup import configure_logging
 from .service.interceptors import load_tokens
 from .service.limits import MIB, ServerLimits
-from .service.server import ConfigError, ServerConfig
+from .service.server import ConfigError, ServerConfig, check_security
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +111,15 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        check_security(config.server)  # before anything else: refuse unsafe setups with a clear message
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"o2a-server: {exc}", file=sys.stderr)
+        return 2
     configure_logging(args.log_level)
     try:
-        app = RenderApp(config_from_args(args))
+        app = RenderApp(config)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"o2a-server: {exc}", file=sys.stderr)
         return 2

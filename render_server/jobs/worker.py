@@ -81,6 +81,7 @@ class Worker(threading.Thread):
                 self._run(record)
             finally:
                 self.current_job = None
+                self._engine.release()
 
     # -- one job --------------------------------------------------------------------------------------------------
 
@@ -93,9 +94,9 @@ class Worker(threading.Thread):
             outputs = self._render(record)
         except RenderCancelled:
             if self._queue.cancel_requested(job_id):
+                self._observe(JobState.CANCELLED, started)
                 self._queue.finish(job_id, JobState.CANCELLED, error=JobError("CANCELLED", "cancelled by client"))
                 logger.info("job cancelled", extra=log)
-                self._observe(JobState.CANCELLED, started)
             else:
                 logger.info("job interrupted by shutdown; it resumes on restart", extra=log)
             return
@@ -117,16 +118,14 @@ class Worker(threading.Thread):
             logger.error("job failed", extra={**log, "traceback": traceback.format_exc()})
             self._fail(job_id, JobError("INTERNAL", f"{type(exc).__name__}: {exc}", retryable=True), log, started)
             return
-        finally:
-            self._engine.release()
+        self._observe(JobState.SUCCEEDED, started)  # metrics first: a client seeing the end sees them too
         self._queue.finish(job_id, JobState.SUCCEEDED, output_files=outputs)
         logger.info("job succeeded", extra={**log, "seconds": round(time.monotonic() - started, 3)})
-        self._observe(JobState.SUCCEEDED, started)
 
     def _fail(self, job_id: str, error: JobError, log: dict[str, Any], started: float) -> None:
         logger.warning("job failed", extra={**log, "code": error.code, "error": error.message})
-        self._queue.finish(job_id, JobState.FAILED, error=error)
         self._observe(JobState.FAILED, started)
+        self._queue.finish(job_id, JobState.FAILED, error=error)
 
     def _observe(self, state: JobState, started: float) -> None:
         if self._metrics is not None:
