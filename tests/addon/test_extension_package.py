@@ -32,9 +32,15 @@ CHILD = textwrap.dedent(
     prefs = bpy.context.preferences.addons[mod_name].preferences if enabled else None
     site = os.path.join(user_dir, "extensions", ".local", "lib",
                         "python%d.%d" % sys.version_info[:2], "site-packages")
-    # The client stubs must import from the installed copy (relative imports, bundled deps).
+    # The client stubs must import from the installed copy (relative imports) against the *bundled*
+    # grpcio/protobuf: put the extracted wheels first (this venv has its own copies further down).
+    sys.path.insert(0, site)
     import importlib
-    gen = importlib.import_module(mod_name + ".client._generated.render_service_pb2")
+    import grpc, google.protobuf
+    gen = importlib.import_module(mod_name + ".client._generated.render_service_pb2_grpc")
+    api = importlib.import_module(mod_name + ".client.api")
+    channel = grpc.insecure_channel("127.0.0.1:9")
+    channel.close()
     print("RESULT " + json.dumps({
         "enabled": enabled,
         "prefs_address": getattr(prefs, "server_address", None),
@@ -43,6 +49,9 @@ CHILD = textwrap.dedent(
         "wheels_extracted": sorted(os.listdir(site)) if os.path.isdir(site) else [],
         "module_file": sys.modules[mod_name].__file__,
         "pb2": gen.__name__,
+        "grpc_file": grpc.__file__,
+        "protobuf_file": google.protobuf.__file__,
+        "api": api.__name__,
     }))
     """
 )
@@ -88,3 +97,4 @@ def test_installs_and_registers_in_clean_user_folder(built_zip, tmp_path):
     assert str(user) in result["module_file"]
     assert any(n.startswith("grpc") for n in result["wheels_extracted"]), result["wheels_extracted"]
     assert any(n.startswith("google") for n in result["wheels_extracted"]), result["wheels_extracted"]
+    assert result["grpc_file"].startswith(str(user)) and result["protobuf_file"].startswith(str(user))
