@@ -108,11 +108,10 @@ def test_regional_compile_is_graph_break_free(model) -> None:
     compiled = build_tiny_transformer(7)
     compiled.compile_repeated_blocks(fullgraph=True, backend="eager")
     inputs = make_inputs()
-    for token_replace in (True, False):
-        torch.testing.assert_close(
-            run(compiled, inputs, token_replace=token_replace), run(model, inputs, token_replace=token_replace),
-            atol=1e-6, rtol=1e-6,
-        )
+    # token replace is the path with the most Python-level branching; one variant keeps the test cheap
+    torch.testing.assert_close(
+        run(compiled, inputs, token_replace=True), run(model, inputs, token_replace=True), atol=1e-6, rtol=1e-6
+    )
 
 
 def test_token_replace_changes_only_what_it_should(model) -> None:
