@@ -135,10 +135,10 @@ class OneToAllPipeline:
         reference = uint8_to_unit(shot.reference_image[None])
         mask = mask_to_unit(shot.mask if shot.mask is not None else np.zeros((height, width), np.uint8))
         black = torch.full_like(reference, -1.0)
-        # One VAE batch for reference, mask and black (identical results to three calls: batch-independent).
-        latents = self.codec.encode(torch.cat([reference, mask, black]))
-        image_latents = torch.cat([latents[0:1], latents[1:2]], dim=1)
-        black_image_latents = torch.cat([latents[2:3], latents[2:3]], dim=1)
+        # Three single-image encodes, as the official code does (a batch of 3 differs in the last bits).
+        reference_latents, mask_latents, black_latents = (self.codec.encode(x) for x in (reference, mask, black))
+        image_latents = torch.cat([reference_latents, mask_latents], dim=1)
+        black_image_latents = torch.cat([black_latents, black_latents], dim=1)
         return PreparedShot(
             shot=shot,
             rules=rules,
