@@ -28,6 +28,7 @@ import os
 import queue
 import shutil
 import tempfile
+import time
 import traceback
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,6 +42,7 @@ from .config import ParallelConfig
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.1  # how often the server checks rank liveness while it waits
+DEATH_SETTLE_S = 0.5  # after a rank's failure report, time for a dead peer's exit to become visible
 STOP_GRACE_S = 10.0
 PipelineFactory = Callable[[str], Any]  # device -> OneToAllPipeline; must be picklable (spawned processes)
 
@@ -336,12 +338,15 @@ class ParallelGroup:
                 commands.put(("stop",))
             except (OSError, ValueError):
                 pass
+        # One grace period for the whole group (a rank stuck in a collective never reads "stop").
+        deadline = time.monotonic() + STOP_GRACE_S
         for process in self._processes:
-            process.join(STOP_GRACE_S)
+            process.join(max(0.0, deadline - time.monotonic()))
         for process in self._processes:
             if process.is_alive():
                 process.terminate()
-                process.join(STOP_GRACE_S)
+        for process in self._processes:
+            process.join(STOP_GRACE_S)
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def __enter__(self) -> "ParallelGroup":
@@ -378,23 +383,28 @@ class ParallelGroup:
                 if message is not None and message[0] == "fatal":
                     self._unexpected(message)
                 self.close()
-                detail = ", ".join(f"rank {r} ({self.devices[r]}) exit code {code}" for r, code in dead)
-                raise ParallelRankError(f"parallel group: a rank process died: {detail}")
+                detail = "; ".join(f"rank {r} ({self.devices[r]}) died with exit code {code}" for r, code in dead)
+                raise ParallelRankError(detail)
             if poll:
                 return None
 
     def _unexpected(self, message: tuple) -> None:
         """Close the group and raise for a fatal report (or a message that breaks the protocol)."""
+        if message[0] != "fatal":
+            self.close()
+            raise ParallelRankError(f"parallel group: unexpected message {message[0]!r}")
+        _, rank, kind, text, trace = message
+        logger.error("parallel rank failed", extra={"rank": rank, "error": kind, "traceback": trace})
+        # A rank that died makes its peers fail in the collective ("connection reset"): name the dead one first.
+        time.sleep(DEATH_SETTLE_S)
+        dead = [f"rank {r} ({self.devices[r]}) died with exit code {p.exitcode}"
+                for r, p in enumerate(self._processes) if p.exitcode not in (None, 0)]
         self.close()
-        if message[0] == "fatal":
-            _, rank, kind, text, trace = message
-            logger.error("parallel rank failed", extra={"rank": rank, "error": kind, "traceback": trace})
-            if kind == "OutOfMemoryError":
-                import torch
+        if kind == "OutOfMemoryError" and not dead:
+            import torch
 
-                raise torch.OutOfMemoryError(f"rank {rank} ({self.devices[rank]}): {text}")
-            raise ParallelRankError(f"rank {rank} ({self.devices[rank]}) failed: {kind}: {text}")
-        raise ParallelRankError(f"parallel group: unexpected message {message[0]!r}")
+            raise torch.OutOfMemoryError(f"rank {rank} ({self.devices[rank]}): {text}")
+        raise ParallelRankError("; ".join(dead + [f"rank {rank} ({self.devices[rank]}) failed: {kind}: {text}"]))
 
 
 # ------------------------------------------------------------------------------------------------------
