@@ -254,13 +254,10 @@ class OneToAllPipeline:
             prev_latents = self.codec.encode(uint8_to_unit(previous)).to(device, storage)
             latents = torch.cat([prev_latents, latents[:, :, pinned:]], dim=2)
 
-        if getattr(self.transformer, "is_cache_enabled", False):
-            # Step caches (FirstBlockCache, ...) keep residuals of the previous step: a new chunk has other
-            # shapes and content, so it must start from a clean state.
-            self.transformer._reset_stateful_cache()
         pose_video = uint8_to_unit(shot.pose_frames[chunk.pose_frame_indices(shot.num_frames)])
         batches = self._pass_batches(prepared, pose_video)
-        # Step caches (FirstBlockCache, TaylorSeer) hold residuals of the previous call: never across chunks.
+        # Step caches (FirstBlockCache, TaylorSeer) hold residuals of the previous call: never across chunks
+        # (other shapes and content; a resumed chunk would differ otherwise).
         reset_step_cache(self.transformer)
 
         schedule = prepared.schedule
