@@ -212,3 +212,15 @@ def test_pose_transfer_still_from_image_datablock_and_token_stays_out_of_blend(s
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=False)
     assert b"SECRET-TOKEN-1234" not in blend.read_bytes()
     addon.token = ""
+
+
+def test_server_refusal_becomes_a_failed_record_and_a_report(shot):
+    scene = shot
+    scene.o2a_shot.reference_pose_source = "DETECT"  # the tiny server has no pose detector
+    with pytest.raises(RuntimeError) as info:
+        bpy.ops.o2a.submit_job()
+    rec = scene.o2a_jobs[-1]
+    assert rec.state == "FAILED" and rec.message
+    assert rec.message in str(info.value)
+    assert "detect" in rec.message.lower(), rec.message
+    assert "Traceback" not in rec.message
