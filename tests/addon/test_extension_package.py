@@ -41,13 +41,20 @@ CHILD = textwrap.dedent(
     api = importlib.import_module(mod_name + ".client.api")
     channel = grpc.insecure_channel("127.0.0.1:9")
     channel.close()
+    module_file = sys.modules[mod_name].__file__
+    ops = [hasattr(bpy.ops.o2a, n) for n in ("export_pose", "submit_job", "cancel_job", "preview_poses")]
+    panel = hasattr(bpy.types, "VIEW3D_PT_o2a_shot")
+    addon_utils.disable(mod_name, default_set=True)
+    residue = [n for n in ("VIEW3D_PT_o2a_shot", "O2A_UL_jobs") if hasattr(bpy.types, n)]
+    residue += [n for n in ("o2a_shot", "o2a_jobs") if hasattr(bpy.types.Scene, n)]
     print("RESULT " + json.dumps({
         "enabled": enabled,
         "prefs_address": getattr(prefs, "server_address", None),
-        "ops": [hasattr(bpy.ops.o2a, n) for n in ("export_pose", "submit_job", "cancel_job", "preview_poses")],
-        "panel": hasattr(bpy.types, "VIEW3D_PT_o2a_shot"),
+        "ops": ops,
+        "panel": panel,
         "wheels_extracted": sorted(os.listdir(site)) if os.path.isdir(site) else [],
-        "module_file": sys.modules[mod_name].__file__,
+        "module_file": module_file,
+        "residue_after_disable": residue,
         "pb2": gen.__name__,
         "grpc_file": grpc.__file__,
         "protobuf_file": google.protobuf.__file__,
@@ -97,4 +104,5 @@ def test_installs_and_registers_in_clean_user_folder(built_zip, tmp_path):
     assert str(user) in result["module_file"]
     assert any(n.startswith("grpc") for n in result["wheels_extracted"]), result["wheels_extracted"]
     assert any(n.startswith("google") for n in result["wheels_extracted"]), result["wheels_extracted"]
+    assert result["residue_after_disable"] == []
     assert result["grpc_file"].startswith(str(user)) and result["protobuf_file"].startswith(str(user))
