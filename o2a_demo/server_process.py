@@ -23,7 +23,14 @@ class ServerStartError(RuntimeError):
 
 
 def server_command() -> list[str]:
-    """`o2a-server` next to this interpreter when installed, else `python -m render_server.main`."""
+    """`o2a-server` next to this interpreter when installed, else `python -m render_server.main`.
+
+    O2A_SERVER_PYTHON picks another interpreter for the server, e.g. to test a client on Python 3.13 (grpcio,
+    protobuf and numpy only) against a server in the 3.11 venv.
+    """
+    other = os.environ.get("O2A_SERVER_PYTHON")
+    if other:
+        return [other, "-m", "render_server.main"]
     script = Path(sys.executable).with_name("o2a-server")
     return [str(script)] if script.exists() else [sys.executable, "-m", "render_server.main"]
 
