@@ -71,13 +71,12 @@ class FailingFactory:
 def cfg_worker(rank: int, device: str, outdir: str, text_cache_dir: str) -> None:
     """Inside a 2-rank gloo group: CFG-parallel latents of a 2-chunk 3-pass shot and a 2-pass chunk, then a
     cancel asked by rank 1 only, then a failure injected on rank 1, then Ulysses-2 latents of the 2-chunk
-    shot. Writes ``rank{r}.pt`` and ``rank{r}.json``."""
+    shot, then a stalled rank 1 under a short collective timeout. Writes ``rank{r}.pt`` and ``rank{r}.json``."""
     from render_server.parallel.cfg_parallel import CfgParallel, CfgParallelPipeline, RankFailedError
     from render_server.pipeline.types import Cancelled
 
-    pipeline = CfgParallelPipeline.from_pipeline(
-        TinyPipelineFactory(seed=0, text_cache_dir=text_cache_dir)(device), CfgParallel()
-    )
+    base = TinyPipelineFactory(seed=0, text_cache_dir=text_cache_dir)(device)
+    pipeline = CfgParallelPipeline.from_pipeline(base, CfgParallel())
     tensors, report = {}, {}
     shot = make_shot()
     prepared = pipeline.prepare(shot)
@@ -111,6 +110,7 @@ def cfg_worker(rank: int, device: str, outdir: str, text_cache_dir: str) -> None
     ulysses = _ulysses_run(device, text_cache_dir, "ulysses", 2)
     tensors.update({f"ulysses_{k}": v for k, v in ulysses.items() if k != "seen"})
     report["ulysses_seen"] = ulysses["seen"]
+    report["hang"] = _hang_run(rank, base, prepared)
     torch.save(tensors, Path(outdir) / f"rank{rank}.pt")
     (Path(outdir) / f"rank{rank}.json").write_text(json.dumps(report))
 
@@ -148,3 +148,34 @@ def _ulysses_run(device: str, text_cache_dir: str, mode: str, gpus: int) -> dict
     first = pipeline.run_chunk(prepared, 0)
     second = pipeline.run_chunk(prepared, 1, previous_frames=_previous(first, prepared))
     return {"three_pass_0": first.latents, "three_pass_1": second.latents, "seen": seen}
+
+
+HANG_TIMEOUT_S = 3.0
+
+
+def _hang_run(rank: int, pipeline, prepared) -> list | None:
+    """Rank 1 stalls (alive, but not joining the exchange) for 2.5x the timeout of a fresh group: rank 0 must
+    get an error after about the timeout. Returns [error type, seconds until it came] (or None)."""
+    import time
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from render_server.parallel.cfg_parallel import CfgParallel, CfgParallelPipeline
+
+    group = dist.new_group(backend="gloo", timeout=timedelta(seconds=HANG_TIMEOUT_S))
+    stalled = CfgParallelPipeline.from_pipeline(pipeline, CfgParallel(group))
+
+    def stall(module, args, kwargs):
+        if rank == 1:
+            time.sleep(2.5 * HANG_TIMEOUT_S)
+
+    handle = pipeline.transformer.register_forward_pre_hook(stall, with_kwargs=True)
+    started = time.monotonic()
+    outcome = None
+    try:
+        stalled.run_chunk(prepared, 0)
+    except Exception as exc:  # noqa: BLE001 - the type is the result
+        outcome = [type(exc).__name__, round(time.monotonic() - started, 1)]
+    handle.remove()
+    return outcome

@@ -132,3 +132,7 @@ def test_two_ranks_cfg_and_ulysses_match_single_process_and_fail_cleanly(single,
     assert report[1]["error"] == ["RuntimeError", "injected failure"]
     kind, message = report[0]["error"]
     assert kind == "RankFailedError" and "rank 1: RuntimeError: injected failure" in message
+    # Rank 1 stalled (alive, silent): rank 0's exchange ended with an error after about the group's timeout.
+    kind, seconds = report[0]["hang"]
+    assert kind == "DistBackendError" or kind == "RuntimeError", kind
+    assert helpers.HANG_TIMEOUT_S - 0.5 <= seconds < 2 * helpers.HANG_TIMEOUT_S, seconds
