@@ -44,15 +44,17 @@ CHILD = textwrap.dedent(
     module_file = sys.modules[mod_name].__file__
     ops = [hasattr(bpy.ops.o2a, n) for n in ("export_pose", "submit_job", "cancel_job", "preview_poses")]
     panel = hasattr(bpy.types, "VIEW3D_PT_o2a_shot")
+    prefs_address = getattr(prefs, "server_address", None)
+    wheels_extracted = sorted(os.listdir(site)) if os.path.isdir(site) else []
     addon_utils.disable(mod_name, default_set=True)
     residue = [n for n in ("VIEW3D_PT_o2a_shot", "O2A_UL_jobs") if hasattr(bpy.types, n)]
     residue += [n for n in ("o2a_shot", "o2a_jobs") if hasattr(bpy.types.Scene, n)]
     print("RESULT " + json.dumps({
         "enabled": enabled,
-        "prefs_address": getattr(prefs, "server_address", None),
+        "prefs_address": prefs_address,
         "ops": ops,
         "panel": panel,
-        "wheels_extracted": sorted(os.listdir(site)) if os.path.isdir(site) else [],
+        "wheels_extracted": wheels_extracted,
         "module_file": module_file,
         "residue_after_disable": residue,
         "pb2": gen.__name__,
