@@ -75,6 +75,15 @@ def shared_inputs() -> dict:
     }
 
 
+def _variant(params: dict, image_scale: float, pose_scale: float) -> str:
+    """Our guidance variant for the official driver flags (case1, black_pose_cfg) and scales."""
+    if image_scale > 1 and pose_scale > 1 and params.get("case1", False):
+        return "3pass_case1"
+    if image_scale > 1 and pose_scale <= 0 and not params.get("black_pose_cfg", True):
+        return "2pass_pose_kept"  # the official image-only branch (pose_scale > 0 forces black_pose_cfg)
+    return "auto"
+
+
 def _official_shot(case: str, shared_inputs: dict) -> ShotInputs:
     """The case as the official driver ran it: official mode, the case's plan, embeddings given directly."""
     params = shared_inputs["params"]
@@ -88,6 +97,7 @@ def _official_shot(case: str, shared_inputs: dict) -> ShotInputs:
         steps=params["num_inference_steps"],
         image_guidance_scale=spec["image_guidance_scale"],
         pose_guidance_scale=spec["pose_guidance_scale"],
+        guidance_variant=_variant(params, spec["image_guidance_scale"], spec["pose_guidance_scale"]),
         mode="official",
         plan=spec["plan"],
         prompt_embeds=shared_inputs["prompt_embeds"],
