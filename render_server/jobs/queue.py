@@ -253,6 +253,11 @@ class JobQueue:
                     return events
                 self._cond.wait(remaining)
 
+    def wake(self) -> None:
+        """Wakes every waiter (e.g. a watcher whose client disconnected re-checks its stream)."""
+        with self._cond:
+            self._cond.notify_all()
+
     def watcher_attached(self, job_id: str) -> None:
         with self._cond:
             self._watchers[job_id] = self._watchers.get(job_id, 0) + 1

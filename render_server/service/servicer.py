@@ -203,7 +203,7 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
             raise v.RequestError("page_size", f"must be 0 (default 100) or in [1, 1000], got {request.page_size}")
         before = None
         if request.page_token:
-            if not request.page_token.isdigit() or len(request.page_token) > 18:
+            if not v.PAGE_TOKEN_RE.fullmatch(request.page_token):
                 raise v.RequestError("page_token", "not a token returned by ListJobs")
             before = int(request.page_token)
         records, cursor = self._store.list_jobs(states, page_size, before)
@@ -227,6 +227,8 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
             raise v.RequestError("after_sequence", f"{after} is beyond the job's last event "
                                  f"{record.last_event_sequence}", grpc.StatusCode.OUT_OF_RANGE)
         job_id = record.job_id
+        # Wake the wait below as soon as the client goes away, so the stream's thread is freed at once.
+        context.add_callback(self._queue.wake)
         self._queue.watcher_attached(job_id)
         try:
             if record.state.terminal and after >= record.last_event_sequence:

@@ -21,9 +21,11 @@ from ..storage.images import ImageError, decode_rgb
 from .limits import ModelFacts, ServerLimits
 
 NUM_KEYPOINTS = 133
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_JOB_ID_RE = re.compile(r"^job-[0-9a-f]{32}$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# Used with fullmatch (a `$` anchor would accept a trailing newline).
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_JOB_ID_RE = re.compile(r"job-[0-9a-f]{32}")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+PAGE_TOKEN_RE = re.compile(r"[0-9]{1,18}")
 _MAX_COORD = 1e6  # keypoints may lie off-canvas, but not absurdly far
 
 GUIDANCE = {pb.GUIDANCE_MODE_UNSPECIFIED: "standard", pb.GUIDANCE_MODE_STANDARD: "standard",
@@ -76,7 +78,7 @@ def request_hash(request: pb.SubmitJobRequest) -> str:
 def check_job_id(job_id: str, field: str = "job_id") -> str:
     if not job_id:
         raise RequestError(field, "required")
-    if not _JOB_ID_RE.match(job_id):
+    if not _JOB_ID_RE.fullmatch(job_id):
         raise RequestError(field, f"malformed job id {job_id[:80]!r} (expected 'job-' + 32 hex digits)")
     return job_id
 
@@ -148,7 +150,7 @@ def validate_pose_sequence(seq: pb.PoseSequence, limits: ServerLimits, field: st
 def validate_submit(
     request: pb.SubmitJobRequest, *, limits: ServerLimits, model: ModelFacts, assets: AssetStore
 ) -> Submission:
-    if request.client_request_id and not _REQUEST_ID_RE.match(request.client_request_id):
+    if request.client_request_id and not _REQUEST_ID_RE.fullmatch(request.client_request_id):
         raise RequestError("client_request_id", "must be 1..128 characters of [A-Za-z0-9._:-]")
 
     # Reference image.
@@ -311,7 +313,7 @@ def check_asset_info(info: pb.AssetInfo, limits: ServerLimits) -> str:
     kind = check_enum(info.kind, ASSET_KINDS, "info.kind")
     if not 1 <= info.size_bytes <= limits.max_upload_bytes:
         raise RequestError("info.size_bytes", f"must be in [1, {limits.max_upload_bytes}], got {info.size_bytes}")
-    if info.sha256 and not _SHA256_RE.match(info.sha256):
+    if info.sha256 and not _SHA256_RE.fullmatch(info.sha256):
         raise RequestError("info.sha256", "must be 64 lower-case hex digits or empty")
     return kind
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .atomic import replace_atomic, write_bytes_atomic
 
-_ID_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
+_ID_RE = re.compile(r"sha256:([0-9a-f]{64})")  # used with fullmatch
 
 
 class AssetError(ValueError):
@@ -33,7 +33,7 @@ class AssetMeta:
 
 def parse_asset_id(asset_id: str) -> str:
     """Returns the hex digest of a well-formed id; raises AssetError otherwise."""
-    match = _ID_RE.match(asset_id)
+    match = _ID_RE.fullmatch(asset_id)
     if match is None:
         raise AssetError(f"expected 'sha256:' followed by 64 lower-case hex digits, got {asset_id[:80]!r}")
     return match.group(1)

@@ -9,6 +9,7 @@ still renders a valid job.
 from __future__ import annotations
 
 import math
+import re
 import struct
 import zlib
 
@@ -82,7 +83,7 @@ def malformed_submit(draw):
     field, codes = choice, (INVALID,)
     if choice == "request_id":
         bad = draw(st.one_of(st.text(min_size=1, max_size=40).filter(lambda s: any(not (c.isascii() and (c.isalnum() or c in "._:-")) for c in s)),
-                             st.text(alphabet="abc", min_size=129, max_size=300)))
+                             st.text(alphabet="abc", min_size=129, max_size=300), st.just("take-3\n")))
         r.client_request_id, field = bad, "client_request_id"
     elif choice == "image_garbage":
         r.reference_image, field = draw(st.binary(max_size=300)), "reference_image"
@@ -197,7 +198,7 @@ def test_malformed_submit_requests_are_refused_with_the_field_named(stub, counte
 def malformed_other_call(draw):
     rpc = draw(st.sampled_from(["GetJob", "CancelJob", "WatchJob", "ListJobs", "DownloadFrames", "DownloadFile",
                                 "GetAsset", "UploadAsset"]))
-    bad_id = draw(st.one_of(st.text(max_size=60), st.just("job-" + "z" * 32)))
+    bad_id = draw(st.one_of(st.text(max_size=60), st.just("job-" + "z" * 32), st.just("job-" + "0" * 32 + "\n")))
     if rpc in ("GetJob", "CancelJob", "WatchJob"):
         request = {"GetJob": pb.GetJobRequest, "CancelJob": pb.CancelJobRequest, "WatchJob": pb.WatchJobRequest}[rpc]
         return rpc, request(job_id=bad_id), (INVALID,)
@@ -206,7 +207,8 @@ def malformed_other_call(draw):
         if which == "size":
             return rpc, pb.ListJobsRequest(page_size=draw(st.integers(1001, 2**32 - 1))), (INVALID,)
         if which == "token":
-            token = draw(st.text(min_size=1, max_size=40).filter(lambda s: not s.isdigit()))
+            token = draw(st.one_of(st.text(min_size=1, max_size=40).filter(lambda s: not re.fullmatch(r"[0-9]{1,18}", s)),
+                                   st.sampled_from(["12\n", "\u00b2", "\u0663", "1" * 19])))
             return rpc, pb.ListJobsRequest(page_token=token), (INVALID,)
         state = draw(st.one_of(st.just(0), st.integers(6, 2**31 - 1), st.integers(-(2**31), -1)))
         return rpc, pb.ListJobsRequest(states=[state]), (INVALID,)
