@@ -182,6 +182,13 @@ def test_farm_command_renders_resumes_and_fails_cleanly(shot, tmp_path, o2a_serv
     ev = _events(again.stdout)
     assert ev[0] == {**ev[0], "event": "resume", "job_id": job_id}
     assert "submitted" not in [e["event"] for e in ev]
+    # --insert-strip: the frames become a strip at the shot's start and the .blend is saved.
+    strip_run = _farm(["--blend", str(blend), "--server", o2a_server, "--out", str(out), "--insert-strip"], tmp_path)
+    assert strip_run.returncode == 0, strip_run.stderr
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    strips = vse.our_strips(bpy.context.scene)
+    assert len(strips) == 1 and vse.strip_range(strips[0]) == (11, 16)
+    assert vse.strip_metadata(strips[0])["job_id"] == job_id
     # Server down: non-zero exit and a message that says so.
     down = _farm(["--blend", str(blend), "--server", "127.0.0.1:9", "--out", str(tmp_path / "down"),
                   "--connect-timeout", "2"], tmp_path)
