@@ -42,7 +42,25 @@ REFERENCE_COST = 0.05
 
 
 class RankFailedError(RuntimeError):
-    """Another rank of a parallel group failed; the message names the rank and its error."""
+    """Another rank of a parallel group failed; the message names the rank and its error.
+
+    ``failures`` = ``(rank, error type name, message)`` of every rank that failed at that exchange;
+    ``in_step``: the vote spanned every rank of the job, so all of them left at the same point.
+    """
+
+    def __init__(self, message: str, failures: Sequence[tuple[int, str, str]] = (), in_step: bool = False) -> None:
+        super().__init__(message)
+        self.failures = tuple(failures)
+        self.in_step = in_step
+
+
+def failed_in_step(exc: BaseException) -> bool:
+    """True when ``exc`` went through a failure vote of every rank of the job: all of them left at the same
+    exchange, so the group can run the next command (an out-of-memory chunk does not end it). Not so with
+    Ulysses: its peers wait inside the attention exchange, which has no vote."""
+    if isinstance(exc, RankFailedError):
+        return exc.in_step
+    return getattr(exc, "_o2a_in_step", False)
 
 
 def assign_passes(passes: Sequence[GuidancePass], world_size: int) -> tuple[tuple[GuidancePass, ...], ...]:
@@ -112,13 +130,19 @@ class CfgParallel:
         failed = [r for r, f in enumerate(torch.cat(flags).tolist()) if f]
         if not failed:
             return
-        message = None if failure is None else f"{type(failure).__name__}: {failure}"
-        messages: list[str | None] = [None] * self.world_size
-        dist.all_gather_object(messages, message, group=self.group)
+        mine = None if failure is None else (self.rank, type(failure).__name__, str(failure))
+        reports: list[tuple[int, str, str] | None] = [None] * self.world_size
+        dist.all_gather_object(reports, mine, group=self.group)
+        in_step = self.world_size == dist.get_world_size()  # a CFG subgroup (cfg+ulysses) is not the job
         if failure is not None:
+            try:
+                failure._o2a_in_step = in_step  # type: ignore[attr-defined]
+            except AttributeError:  # an exception type without a __dict__: reported as out of step
+                pass
             raise failure
-        detail = "; ".join(f"rank {r}: {messages[r]}" for r in failed)
-        raise RankFailedError(f"CFG-parallel {what} failed on {detail}")
+        failures = [report for report in reports if report is not None]
+        detail = "; ".join(f"rank {r}: {kind}: {text}" for r, kind, text in failures)
+        raise RankFailedError(f"CFG-parallel {what} failed on {detail}", failures, in_step)
 
     def gather(
         self,

@@ -11,9 +11,11 @@ The group has the segment-level API of ``OneToAllPipeline`` (``prepare`` / ``gen
   rank 0 encodes the prompt (from its text cache) and shares the embeddings, so other ranks never load T5;
 * ``generate_chunk(...)`` runs the chunk on all ranks in lockstep; progress comes from rank 0; cancellation
   sets an event that rank 0 reads before every step and all ranks agree on (``Cancelled`` as usual);
-* a rank that raises is reported as ``ParallelRankError`` naming the rank and its error; a rank that dies is
-  noticed within ``POLL_S``; a hung collective ends after ``config.timeout_s``. After such a failure the
-  group is closed (its ranks may be out of step) and later calls raise; start a new group to go on.
+* a rank whose guidance passes raise (out of memory, say) makes every rank leave the chunk at the same
+  exchange: the call raises (``torch.OutOfMemoryError`` or ``ParallelRankError`` naming the rank) and the
+  group goes on. Any other failure, a rank that dies (noticed within ``POLL_S``) or a hung collective (ended
+  after ``config.timeout_s``) closes the group (its ranks may be out of step): later calls raise; start a
+  new group to go on.
 
 The server process itself imports no CUDA context: a crashed GPU process cannot take the gRPC server down.
 """
@@ -130,7 +132,7 @@ def _serve(rank: int, device: str, factory: PipelineFactory, config: ParallelCon
     import torch
 
     from ..pipeline.types import Cancelled
-    from .cfg_parallel import CfgParallel
+    from .cfg_parallel import CfgParallel, RankFailedError, failed_in_step
 
     leader = rank == 0
     try:
@@ -173,7 +175,13 @@ def _serve(rank: int, device: str, factory: PipelineFactory, config: ParallelCon
         except ValueError as exc:  # input errors: the same on every rank, the group stays in step
             if leader:
                 results.put(("invalid", str(exc)))
-        except Exception as exc:  # the group may be out of step: report and leave
+        except Exception as exc:
+            if failed_in_step(exc):  # every rank left at the same exchange: report, and go on serving
+                if leader:
+                    failures = exc.failures if isinstance(exc, RankFailedError) else ((rank, type(exc).__name__, str(exc)),)
+                    results.put(("failed", tuple(failures)))
+                continue
+            # Otherwise the group may be out of step: report and leave.
             oom = isinstance(exc, torch.OutOfMemoryError)
             results.put(("fatal", rank, "OutOfMemoryError" if oom else type(exc).__name__, str(exc), traceback.format_exc()))
             return
@@ -316,6 +324,8 @@ class ParallelGroup:
                 raise Cancelled(message[1], message[2])
             elif message[0] == "invalid":
                 raise ValueError(message[1])
+            elif message[0] == "failed":
+                self._raise_failed(message[1])
             else:
                 self._unexpected(message)
 
@@ -387,6 +397,15 @@ class ParallelGroup:
                 raise ParallelRankError(detail)
             if poll:
                 return None
+
+    def _raise_failed(self, failures: Sequence[tuple[int, str, str]]) -> None:
+        """A failure every rank voted on: the group stays open (e.g. the next, smaller shot runs)."""
+        detail = "; ".join(f"rank {r} ({self.devices[r]}): {kind}: {text}" for r, kind, text in failures)
+        if any(kind == "OutOfMemoryError" for _, kind, _ in failures):
+            import torch
+
+            raise torch.OutOfMemoryError(detail)
+        raise ParallelRankError(detail)
 
     def _unexpected(self, message: tuple) -> None:
         """Close the group and raise for a fatal report (or a message that breaks the protocol)."""

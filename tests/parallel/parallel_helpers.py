@@ -18,7 +18,8 @@ from render_server.parallel.launch import TinyPipelineFactory
 from render_server.pipeline.types import ShotInputs
 
 SIZE = 32
-POISON_WIDTH_PX = 48  # a shot this wide makes the failing factory's rank misbehave
+POISON_WIDTH_PX = 48  # a shot this wide makes the failing factory's rank misbehave (``how``)
+OOM_WIDTH_PX = 64  # a shot this wide makes it raise torch.OutOfMemoryError
 STEPS = 3
 
 
@@ -42,7 +43,8 @@ def make_shot(num_frames: int = 17, **overrides) -> ShotInputs:
 @dataclass(frozen=True)
 class FailingFactory:
     """The tiny pipeline, whose transformer on ``fail_rank`` raises (``how="raise"``) or kills its process
-    (``how="exit"``) on its second call for a shot ``POISON_WIDTH_PX`` wide; other shots run normally."""
+    (``how="exit"``) on its second call for a shot ``POISON_WIDTH_PX`` wide, and raises an out-of-memory
+    error on the second call for a shot ``OOM_WIDTH_PX`` wide; other shots run normally."""
 
     text_cache_dir: str
     fail_rank: int = 1
@@ -52,17 +54,20 @@ class FailingFactory:
         import torch.distributed as dist
 
         pipeline = TinyPipelineFactory(seed=0, text_cache_dir=self.text_cache_dir)(device)
-        calls = [0]
+        calls = {POISON_WIDTH_PX: 0, OOM_WIDTH_PX: 0}
         rank = dist.get_rank()
 
         def hook(module, args, kwargs):
-            hidden = kwargs.get("hidden_states", args[0] if args else None)
-            if rank == self.fail_rank and hidden.shape[-1] * 8 == POISON_WIDTH_PX:
-                calls[0] += 1
-                if calls[0] == 2:
-                    if self.how == "exit":
-                        os._exit(3)
-                    raise RuntimeError("injected failure in the transformer")
+            width = kwargs.get("hidden_states", args[0] if args else None).shape[-1] * 8
+            if rank != self.fail_rank or width not in calls:
+                return
+            calls[width] += 1
+            if calls[width] == 2 and width == OOM_WIDTH_PX:
+                raise torch.OutOfMemoryError("injected: CUDA out of memory")
+            if calls[width] == 2:
+                if self.how == "exit":
+                    os._exit(3)
+                raise RuntimeError("injected failure in the transformer")
 
         pipeline.transformer.register_forward_pre_hook(hook, with_kwargs=True)
         return pipeline

@@ -83,6 +83,13 @@ def test_cancel_stops_every_rank_at_the_same_step(group):
     assert frames.shape == (13, helpers.SIZE, helpers.SIZE, 3)
 
 
+def test_out_of_memory_on_one_rank_fails_the_chunk_but_not_the_group(group, single):
+    with pytest.raises(torch.OutOfMemoryError, match=r"rank 1 \(cpu\): OutOfMemoryError: injected"):
+        group.generate(helpers.make_shot(num_frames=5, width=helpers.OOM_WIDTH_PX))
+    shot = helpers.make_shot(num_frames=5)
+    assert np.array_equal(group.generate(shot), single.generate(shot))
+
+
 def test_a_dead_rank_is_a_clear_error_not_a_hang(group):
     shot = helpers.make_shot(num_frames=5, width=helpers.POISON_WIDTH_PX)  # rank 1 exits on its 2nd call
     started = time.monotonic()
