@@ -232,20 +232,22 @@ class O2A_OT_test_connection(_ServerOperator, bpy.types.Operator):
             self.report({"INFO"} if ok else {"ERROR"}, text.splitlines()[0])
             return {"FINISHED"} if ok else {"CANCELLED"}
         runtime_props.capabilities = f"contacting {settings.address}..."
+        result: dict[str, str] = {}  # filled by the worker thread, read by the main-thread timer
 
         def work():
-            ok, text = _capabilities(settings)
+            result["text"] = _capabilities(settings)[1]
 
-            def deliver():
-                bpy.context.window_manager.o2a_runtime.capabilities = text
-                for window in bpy.context.window_manager.windows:
-                    for area in window.screen.areas:
-                        area.tag_redraw()
-                return None
-
-            bpy.app.timers.register(deliver)  # registering from a thread is safe; it runs on the main thread
+        def deliver():
+            if "text" not in result:
+                return 0.2
+            bpy.context.window_manager.o2a_runtime.capabilities = result["text"]
+            for window in bpy.context.window_manager.windows:
+                for area in window.screen.areas:
+                    area.tag_redraw()
+            return None
 
         threading.Thread(target=work, name="o2a-capabilities", daemon=True).start()
+        bpy.app.timers.register(deliver, first_interval=0.2)  # registered here, on the main thread
         return {"FINISHED"}
 
 
