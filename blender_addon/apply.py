@@ -28,6 +28,17 @@ def _redraw() -> None:
                 area.tag_redraw()
 
 
+def _show_in_image_editors(image) -> None:
+    """Show a still in every open, unpinned Image Editor (previs: the result appears where you look)."""
+    wm = bpy.context.window_manager
+    for window in getattr(wm, "windows", ()):
+        for area in window.screen.areas:
+            if area.type == "IMAGE_EDITOR":
+                space = area.spaces.active
+                if not getattr(space, "use_image_pin", False):
+                    space.image = image
+
+
 def _insert_result(scene, rec, frames: tuple[str, ...]) -> str:
     metadata = {
         "kind": rec.kind, "job_id": rec.job_id, "server": rec.server_address,
@@ -37,6 +48,7 @@ def _insert_result(scene, rec, frames: tuple[str, ...]) -> str:
         image = bpy.data.images.load(frames[0], check_existing=False)
         image.name = f"O2A still {rec.job_id[:16]}"
         image["o2a"] = json.dumps(metadata, sort_keys=True)
+        _show_in_image_editors(image)
         return image.name
     target = bpy.data.scenes.get(rec.target_scene) or scene  # 5.x: the sequencer may edit another scene
     strip = vse.insert_image_sequence(target, [Path(f) for f in frames], rec.frame_start,
