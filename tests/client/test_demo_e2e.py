@@ -1,9 +1,11 @@
-"""The README's main job: `o2a-demo` starts its own tiny server, renders a two-segment shot and leaves frames, pose
-frames, an mp4 and a contact sheet. Run at a smaller size and one step to keep the suite fast; the frame count
-stays above 81 so the shot is rendered as two chained segments as in the default demo."""
+"""The README's main job: `o2a-demo` starts its own tiny server, renders a two-segment shot (through the add-on's
+headless farm path with a bpy rig when bpy is installed) and leaves frames, pose frames, an mp4 and a contact
+sheet. Run at a smaller size and one step to keep the suite fast; the frame count stays above 81 so the shot is
+rendered as two chained segments as in the default demo. The client-library path runs against the shared server."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -31,10 +33,25 @@ def test_demo_end_to_end(tmp_path):
     assert (out / "video.mp4").read_bytes()[4:8] == b"ftyp"
     sheet_w, sheet_h = png_size(out / "contact_sheet.png")
     assert sheet_w > 8 * 100 and sheet_h > 400  # reference + 8 columns of pose-over-output
-    assert "2 segments" in run.stderr
+    if importlib.util.find_spec("bpy") is not None:
+        assert "add-on farm path" in run.stderr and (out / "shot.blend").exists()
+        assert "extracted 85 frames" in run.stderr
+    else:
+        assert "2 segments" in run.stderr
     for name in ("video.mp4", "contact_sheet.png", "frames"):
         assert str(out / name) in run.stdout
     assert not list(out.rglob("*.part"))
+
+
+def test_demo_client_path_on_running_server(server, tmp_path):
+    out = tmp_path / "client_demo"
+    run = demo("--via", "client", "--server", server.address, "--out", str(out), "--frames", "13", "--steps", "1",
+               "--size", "32x48")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "client library" in run.stderr and "2 segments" in run.stderr  # the test server uses 9-frame chunks
+    assert len(list((out / "frames").glob("frame_*.png"))) == 13
+    assert len(list((out / "pose").glob("pose_*.png"))) == 13
+    assert (out / "contact_sheet.png").exists() and (out / "keypoints.json").exists()
 
 
 def test_demo_fails_clearly_without_server(tmp_path):
