@@ -38,8 +38,11 @@ def text_cache_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def single(text_cache_dir):
+    # One thread while the rank processes share the cores; restored for the rest of the session.
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return TinyPipelineFactory(seed=0, text_cache_dir=text_cache_dir)("cpu")
+    yield TinyPipelineFactory(seed=0, text_cache_dir=text_cache_dir)("cpu")
+    torch.set_num_threads(threads)
 
 
 # -- pass assignment (pure) ------------------------------------------------------------------------------------

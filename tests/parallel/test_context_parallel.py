@@ -85,8 +85,7 @@ def test_flag_parsing():
 @pytest.mark.skipif(not RUN_4_RANKS, reason="4 rank processes take ~50 s on 2 cores; set O2A_TEST_4_RANKS=1")
 def test_cfg_plus_ulysses_on_four_ranks_matches_single_process(tmp_path):
     text_cache_dir = str(tmp_path / "text")
-    torch.set_num_threads(1)
-    single = TinyPipelineFactory(seed=0, text_cache_dir=text_cache_dir)("cpu")
+    single = TinyPipelineFactory(seed=0, text_cache_dir=text_cache_dir, threads=None)("cpu")
     prepared = single.prepare(helpers.make_shot())
     first = single.run_chunk(prepared, 0)
     expected = {
