@@ -150,6 +150,7 @@ def accelerate(pipeline: Any, options: AccelerationOptions) -> AccelerationRepor
         enable_offload(transformer, device, options)
         report.offload = options.offload
     if options.compile_blocks:
+        raise_recompile_limit()
         kwargs = {"fullgraph": True, "dynamic": False, "backend": options.compile_backend, **options.extra_compile_kwargs}
         if options.compile_mode is not None:
             kwargs["mode"] = options.compile_mode
@@ -164,6 +165,20 @@ def accelerate(pipeline: Any, options: AccelerationOptions) -> AccelerationRepor
 # ----------------------------------------------------------------------------------------------
 # Compile bookkeeping
 # ----------------------------------------------------------------------------------------------
+
+
+# Graphs per block code object a served model needs: 3 main-block variants (no control, first and later control
+# block) x token replace on/off x a few chunk lengths (81 and the default plan's shorter final chunks) x batch
+# compositions. dynamo's default limit (8) is hit by the second chunk length and then silently runs eager.
+RECOMPILE_LIMIT = 64
+
+
+def raise_recompile_limit(limit: int = RECOMPILE_LIMIT) -> None:
+    """Raise torch._dynamo's per-function graph limit (process-wide torch setting) to ``limit``."""
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, limit)
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 8 * limit)
 
 
 class CompileWatch:
@@ -192,7 +207,10 @@ def _unique_graphs() -> int:
 def enable_offload(transformer: nn.Module, device: torch.device, options: AccelerationOptions) -> None:
     """diffusers group offloading with hooks on every separately-called sub-module (see ``_OFFLOAD_BLOCK_MODULES``)."""
     offload_type = "block_level" if options.offload == "block" else "leaf_level"
-    use_stream = options.offload_use_stream and device.type == "cuda"
+    # diffusers 0.42.1: block-level streaming with ``block_modules`` registers the layer-execution tracker twice
+    # on the nested modules and raises (seen on an H100), so block level runs without the side stream
+    # (blocking copies); leaf level streams and prefetches.
+    use_stream = options.offload_use_stream and device.type == "cuda" and offload_type == "leaf_level"
     kwargs: dict[str, Any] = dict(
         onload_device=device,
         offload_device=torch.device("cpu"),
@@ -200,8 +218,7 @@ def enable_offload(transformer: nn.Module, device: torch.device, options: Accele
         use_stream=use_stream,
     )
     if offload_type == "block_level":
-        # diffusers: streamed prefetching requires one block per group.
-        kwargs["num_blocks_per_group"] = 1 if use_stream else options.offload_blocks_per_group
+        kwargs["num_blocks_per_group"] = options.offload_blocks_per_group
         kwargs["block_modules"] = [name for name in _OFFLOAD_BLOCK_MODULES if hasattr(transformer, name)]
     transformer.enable_group_offload(**kwargs)
 
