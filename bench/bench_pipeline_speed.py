@@ -260,19 +260,45 @@ def run_timed_chunk(pipe, prepared, chunk, previous, noise, steps, passes):
 
 
 def profile_step(pipe, prepared, chunk, noise) -> dict:
-    """Kernel time shares of one optimised step (all passes batched), after warm-up."""
+    """Kernel time shares of one optimised step: the guidance passes as one batch through the public model API
+    (reference features for the distinct references, cached pose tokens), after a warm-up call."""
     from render_server.pipeline.vae import uint8_to_unit
 
-    shot = prepared.shot
-    pose_video = uint8_to_unit(shot.pose_frames[chunk.pose_frame_indices(shot.num_frames)])
-    batches = pipe._pass_batches(prepared, pose_video)
-    latents = noise.to(pipe.device)
-    t = prepared.schedule.timesteps[0].to(pipe.device)
+    model, device, dtype = pipe.transformer, pipe.device, pipe.dtype
+    shot, passes = prepared.shot, prepared.guidance.passes
+    video = uint8_to_unit(shot.pose_frames[chunk.pose_frame_indices(shot.num_frames)]).to(device, dtype)
+    image_pose = prepared.image_pose.to(device, dtype)
+    refs = {"reference": prepared.image_latents.to(device, dtype), "black": prepared.black_image_latents.to(device, dtype)}
+    texts = {"positive": prepared.prompt_embeds, "negative": prepared.negative_prompt_embeds}
+    with torch.no_grad():
+        pose_tokens = torch.cat([
+            model.encode_pose(
+                image_pose if p.reference_pose == "pose" else torch.full_like(image_pose, -1.0),
+                video if p.pose_video == "pose" else torch.full_like(video, -1.0),
+            )
+            for p in passes
+        ])
+    unique = list(dict.fromkeys(p.reference for p in passes))
+    n = len(passes)
+    t = prepared.schedule.timesteps[0].to(device)
+    hidden = noise.to(device, dtype).expand(n, -1, -1, -1, -1)
+    scale = torch.tensor([p.conditioning_scale for p in passes], device=device, dtype=dtype)
 
     def step():
         with torch.no_grad():
-            for batch in batches:
-                pipe._run_passes(batch, latents, t, chunk.token_replace)
+            features = model.compute_reference_features(torch.cat([refs[r] for r in unique]), t.expand(len(unique)))
+            features = features.select([unique.index(p.reference) for p in passes])
+            model(
+                hidden_states=hidden,
+                timestep=t.expand(n),
+                encoder_hidden_states=torch.cat([texts[p.text] for p in passes]),
+                image_latents=torch.cat([refs[p.reference] for p in passes]),
+                conditioning_scale=scale,
+                token_replace=chunk.token_replace,
+                return_dict=False,
+                pose_tokens=pose_tokens,
+                reference_features=features,
+            )
 
     step()
     return kernel_shares(step)
