@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 0.1  # how often the server checks rank liveness while it waits
 DEATH_SETTLE_S = 0.5  # after a rank's failure report, time for a dead peer's exit to become visible
+PARENT_CHECK_S = 1.0  # an idle rank checks this often whether the server process still exists
 STOP_GRACE_S = 10.0
 PipelineFactory = Callable[[str], Any]  # device -> OneToAllPipeline; must be picklable (spawned processes)
 
@@ -127,14 +128,15 @@ def make_parallel_pipeline(pipeline: Any, config: ParallelConfig) -> Any:
 
 
 def _serve(rank: int, device: str, factory: PipelineFactory, config: ParallelConfig, commands, results, cancel) -> None:
-    """A rank's loop: build the pipeline, then run every command the server broadcasts, in order."""
-    commands = commands[rank]
+    """A rank's loop: build the pipeline, then run every command the server broadcasts, in order; leave
+    on "stop", after a failure that may have put the ranks out of step, or when the server process is gone."""
     import torch
 
     from ..pipeline.types import Cancelled
     from .cfg_parallel import CfgParallel, RankFailedError, failed_in_step
 
     leader = rank == 0
+    commands = commands[rank]
     try:
         pipeline = make_parallel_pipeline(factory(device), config)
         votes = CfgParallel()
@@ -143,8 +145,14 @@ def _serve(rank: int, device: str, factory: PipelineFactory, config: ParallelCon
         return
     results.put(("ready", rank, pipeline.model_size))
     prepared: dict[int, Any] = {}
+    parent = os.getppid()
     while True:
-        command = commands.get()
+        try:
+            command = commands.get(timeout=PARENT_CHECK_S)
+        except queue.Empty:
+            if os.getppid() != parent:  # the server died without stopping us: free the GPU
+                return
+            continue
         kind = command[0]
         if kind == "stop":
             return
