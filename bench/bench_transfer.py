@@ -4,16 +4,19 @@
     python bench/bench_transfer.py [--repeats 3] [--chunk-kib 1024] [--no-append]
     python bench/bench_transfer.py --server 127.0.0.1:50051 --job job-...    # frames of an existing job
 
-Without --server it starts `o2a-server --model tiny` (9-frame chunks, 1 step, no guidance, so the CPU can render
-the frames at all) and renders an 81-frame 576x1024 shot to have real stored PNGs. Then it times, through the
-client library exactly as the add-on and the CLI use it:
+Without --server it starts `o2a-server --model tiny` and makes a finished 81-frame job whose stored output frames
+are 576x1024 PNGs. The tiny model cannot render 576x1024 on a CPU in reasonable time (one denoising step of one
+9-frame segment takes about a minute here), so the job is rendered at 32x48 and, with the server stopped, its
+stored frames are replaced by 576x1024 PNGs of the painted walking figure plus mild noise (about the size of real
+renders, ~1 MB); the server is restarted on the same data folder. Everything measured is the real path: the
+server reads the files, chunks and hashes them, gRPC carries them, the client verifies size and SHA-256 and
+writes each file atomically. Then, through the client library exactly as the add-on and the CLI use it:
 
-* download: `download_frames` of the 81 stored output PNGs (chunked stream, SHA-256 verified, atomic files),
-  best and median of `--repeats` runs into a fresh folder;
+* download: `download_frames` of the 81 stored frames, best and median of `--repeats` runs into fresh folders;
 * upload: `upload_asset` of those 81 PNGs as 81 distinct reference images (content addressed, chunked; the server
-  decodes each one to validate it), and of one reference image alone.
+  decodes each one to validate it), and of one fresh reference image alone.
 
-Prints one JSON line and appends a row to docs/benchmarks.md. The render time is reported but is not the point.
+Prints one JSON line and appends a row to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -48,17 +51,46 @@ BENCHMARKS_MD = REPO_ROOT / "docs" / "benchmarks.md"
 FRAMES, WIDTH, HEIGHT = 81, 576, 1024
 
 
-def render_job(client: RenderClient, work: Path) -> tuple[str, float]:
-    pose = rest_pose(WIDTH, HEIGHT)
-    reference = write_png(work / "reference.png", paint_reference(pose, WIDTH, HEIGHT)).read_bytes()
-    options = RenderOptions(width_px=WIDTH, height_px=HEIGHT, steps=1, guidance_mode="none", seed=0,
+def frame_png(phase: float, rng) -> bytes:
+    """A 576x1024 PNG of the painted figure at `phase` plus mild noise (about the size of a real render)."""
+    import cv2
+    import numpy as np
+
+    image = paint_reference(figure_pose(phase, WIDTH, HEIGHT), WIDTH, HEIGHT).astype(np.int16)
+    image += rng.normal(0.0, 4.0, image.shape).astype(np.int16)
+    ok, png = cv2.imencode(".png", np.clip(image, 0, 255).astype(np.uint8)[..., ::-1])
+    assert ok
+    return png.tobytes()
+
+
+def make_job(server: ServerProcess, work: Path) -> tuple[str, float]:
+    """A finished 81-frame job whose stored output frames are 576x1024 PNGs (see the module docstring)."""
+    import numpy as np
+
+    from render_server.storage.job_files import JobFiles
+
+    small = (32, 48)
+    pose = rest_pose(*small)
+    reference = write_png(work / "small_reference.png", paint_reference(pose, *small)).read_bytes()
+    options = RenderOptions(width_px=small[0], height_px=small[1], steps=1, guidance_mode="none", seed=0,
                             display_name="bench_transfer")
-    start = time.perf_counter()
-    job = client.submit_shot(walking_sequence(FRAMES, WIDTH, HEIGHT), reference, pose, options).job
-    final = client.wait(job.job_id)
+    with RenderClient(server.address) as client:
+        job = client.submit_shot(walking_sequence(FRAMES, *small), reference, pose, options).job
+        final = client.wait(job.job_id)
     if final.state != pb.JOB_STATE_SUCCEEDED:
-        raise SystemExit(f"bench_transfer: the render job ended {pb.JobState.Name(final.state)}: {final.error}")
-    return job.job_id, time.perf_counter() - start
+        raise SystemExit(f"bench_transfer: the job ended {pb.JobState.Name(final.state)}: {final.error}")
+    server.stop()
+    files = JobFiles(server.data_dir / "jobs" / job.job_id)
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for i in range(FRAMES):
+        path = files.frame_path(i)
+        if not path.exists():
+            raise SystemExit(f"bench_transfer: expected the stored frame {path}")
+        path.write_bytes(frame_png(0.4 * i, rng))
+    prepare_s = time.perf_counter() - start
+    server.start()
+    return job.job_id, prepare_s
 
 
 def measure(client: RenderClient, job_id: str, work: Path, repeats: int) -> dict:
@@ -79,8 +111,9 @@ def measure(client: RenderClient, job_id: str, work: Path, repeats: int) -> dict
     upload_s = time.perf_counter() - start
     fresh = sum(not u.already_stored for u in uploaded)
     # A reference the server has never seen (the job's own reference is stored already and would be skipped).
-    single = write_png(work / "fresh_reference.png",
-                       paint_reference(figure_pose(1.0, WIDTH, HEIGHT), WIDTH, HEIGHT)).read_bytes()
+    import numpy as np
+
+    single = frame_png(1.234, np.random.default_rng(1))
     start = time.perf_counter()
     one = client.upload_asset(single, pb.ASSET_KIND_REFERENCE_IMAGE)
     single_s = time.perf_counter() - start
@@ -119,21 +152,21 @@ def main(argv=None) -> int:
     p.add_argument("--chunk-kib", type=int, default=1024, help="client chunk size in KiB")
     p.add_argument("--no-append", action="store_true", help="do not append to docs/benchmarks.md")
     args = p.parse_args(argv)
+    if (args.server is None) != (args.job is None):
+        p.error("--server and --job go together")
     work = Path(tempfile.mkdtemp(prefix="o2a-bench-transfer-"))
     server = None
     try:
-        address = args.server
+        address, job_id = args.server, args.job
         if address is None:
-            server = ServerProcess(work / "data", extra_args=("--chunk-frames", "9")).start()
+            server = ServerProcess(work / "data", log_path=work / "server.log").start()
+            job_id, _ = make_job(server, work)
             address = server.address
         with RenderClient(address, chunk_bytes=args.chunk_kib * 1024, timeout_s=60) as client:
-            render_s = None
-            job_id = args.job
-            if job_id is None:
-                job_id, render_s = render_job(client, work)
             result = {"bench": "transfer", "frames": FRAMES, "width": WIDTH, "height": HEIGHT,
-                      "chunk_bytes": args.chunk_kib * 1024, "render_s_tiny_cpu": round(render_s, 1) if render_s
-                      else None, **measure(client, job_id, work, args.repeats), **environment()}
+                      "chunk_bytes": args.chunk_kib * 1024,
+                      "stored_frames": "substituted 576x1024 PNGs" if server else f"job {job_id}",
+                      **measure(client, job_id, work, args.repeats), **environment()}
     finally:
         if server is not None:
             server.stop()
@@ -144,9 +177,10 @@ def main(argv=None) -> int:
         d, u = result["download"], result["upload"]
         row = (f"- transfer over loopback ({result['date'][:10]}, `bench/bench_transfer.py`): {FRAMES} frames "
                f"{WIDTH}x{HEIGHT} PNG ({d['bytes'] / 1e6:.1f} MB, {result['mean_png_bytes'] / 1e6:.2f} MB/frame), "
-               f"{args.chunk_kib} KiB chunks: download **{d['MB_per_s']} MB/s** ({d['seconds_best']} s best, "
+               f"{args.chunk_kib} KiB chunks, stored frames: {result['stored_frames']}: download **{d['MB_per_s']} MB/s** ({d['seconds_best']} s best, "
                f"{d['seconds_median']} s median of {d['repeats']}, {d['frames_per_s']} frames/s), upload as 81 "
-               f"reference assets **{u['MB_per_s']} MB/s** ({u['seconds']} s), one reference "
+               f"reference assets **{u['MB_per_s']} MB/s** ({u['seconds']} s, the server decodes each to validate it), "
+               f"one ~1 MB reference "
                f"{result['upload_one_reference']['seconds']} s; grpcio {result['grpcio']}, protobuf "
                f"{result['protobuf']}, Python {result['python']}, {result['cpu']} x{result['cpus']} (shared)")
         with BENCHMARKS_MD.open("a") as handle:
