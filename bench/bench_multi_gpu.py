@@ -64,9 +64,17 @@ class RandomPipelineFactory:
         cuda = device.startswith("cuda")
         dtype = torch.bfloat16 if cuda else torch.float32
         torch.manual_seed(self.seed)  # the same weights on every rank
+        default = torch.get_default_dtype()
+        try:
+            # Parameters are created in bf16 on the device (the 14B never exists in float32); the RoPE
+            # tables are computed in an explicit float dtype and stay exact.
+            torch.set_default_dtype(dtype)
+            with torch.device(device):
+                transformer = OneToAllTransformer(**RELEASED_CONFIGS[self.size]).eval()
+        finally:
+            torch.set_default_dtype(default)
         with torch.device(device):
-            transformer = OneToAllTransformer(**RELEASED_CONFIGS[self.size]).to(dtype).eval()
-            vae = AutoencoderKLWan().eval()  # diffusers' defaults are the Wan2.1 VAE shape
+            vae = AutoencoderKLWan().eval()  # diffusers' defaults are the Wan2.1 VAE shape, float32
         return OneToAllPipeline(transformer, vae, None, model_size=self.size,
                                 vae_decode_dtype=torch.bfloat16 if cuda else None)
 
