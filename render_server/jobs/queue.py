@@ -46,6 +46,7 @@ class JobQueue:
         self._clock = clock
         self._cond = threading.Condition(threading.RLock())
         self._cancel_flags: set[str] = set()
+        self._cancel_reasons: dict[str, str] = {}
         self._watchers: dict[str, int] = {}
         self._unwatched_since: dict[str, float] = {}
         self._closed = False
@@ -169,6 +170,7 @@ class JobQueue:
                 self._refresh_positions_locked()
             elif record.state == JobState.RUNNING:
                 self._cancel_flags.add(job_id)
+                self._cancel_reasons[job_id] = reason
                 self._store.update(job_id, cancel_requested=True)
             self._cond.notify_all()
             record = self._store.get(job_id)
@@ -177,6 +179,10 @@ class JobQueue:
 
     def cancel_requested(self, job_id: str) -> bool:
         return job_id in self._cancel_flags
+
+    def cancel_reason(self, job_id: str) -> str:
+        """Why a running job was asked to stop ("cancelled by client", "lease expired: ...")."""
+        return self._cancel_reasons.get(job_id, "cancelled by client")
 
     # -- events from the worker -----------------------------------------------------------------------------------
 
@@ -238,6 +244,7 @@ class JobQueue:
             only_if_state=_ACTIVE,
         )
         self._cancel_flags.discard(job_id)
+        self._cancel_reasons.pop(job_id, None)
         self._unwatched_since.pop(job_id, None)
 
     # -- watching -------------------------------------------------------------------------------------------------

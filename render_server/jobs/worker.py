@@ -95,7 +95,8 @@ class Worker(threading.Thread):
         except RenderCancelled:
             if self._queue.cancel_requested(job_id):
                 self._observe(JobState.CANCELLED, started)
-                self._queue.finish(job_id, JobState.CANCELLED, error=JobError("CANCELLED", "cancelled by client"))
+                reason = self._queue.cancel_reason(job_id)
+                self._queue.finish(job_id, JobState.CANCELLED, error=JobError("CANCELLED", reason))
                 logger.info("job cancelled", extra=log)
             else:
                 logger.info("job interrupted by shutdown; it resumes on restart", extra=log)

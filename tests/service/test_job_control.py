@@ -13,7 +13,7 @@ from render_server._generated import render_service_pb2 as pb
 
 from service_helpers import submit_request, wait_state, watch_all
 
-LONG = dict(frames=21, steps=30)  # 4 segments x 30 steps: far longer than any test waits
+LONG = dict(frames=21, steps=60)  # 4 segments x 60 steps: far longer than any test waits
 
 
 def _first_step(stub, job_id: str) -> pb.JobEvent:
@@ -99,6 +99,13 @@ def test_lease_expires_without_watcher_but_plain_job_survives_detach(stub):
     assert "lease" in job.error.message
     stub.CancelJob(pb.CancelJobRequest(job_id=blocker), timeout=10)
     assert wait_state(stub, plain, {pb.JOB_STATE_SUCCEEDED}).frames_done == 1
+
+
+def test_running_job_whose_lease_expires_is_cancelled_with_the_reason(stub):
+    job_id = stub.SubmitJob(submit_request(lease_s=1, **LONG), timeout=30).job.job_id
+    wait_state(stub, job_id, {pb.JOB_STATE_RUNNING})
+    job = wait_state(stub, job_id, {pb.JOB_STATE_CANCELLED}, timeout_s=60)
+    assert job.error.code_name == "CANCELLED" and "lease expired" in job.error.message and job.frames_done < 21
 
 
 def test_watched_leased_job_is_not_cancelled(stub):

@@ -31,14 +31,15 @@ def _check_event_stream(events: list[pb.JobEvent], frames: int) -> None:
 
 
 def test_multi_chunk_shot_end_to_end(stub):
-    response = stub.SubmitJob(submit_request(frames=13), timeout=30)
+    response = stub.SubmitJob(submit_request(frames=13, guidance_mode=pb.GUIDANCE_MODE_STANDARD), timeout=30)
     assert response.created and response.job.settings.segment_count == 2
     job_id = response.job.job_id
     events = watch_all(stub, job_id)
     _check_event_stream(events, 13)
     steps = [e.step_progress for e in events if e.WhichOneof("kind") == "step_progress"]
     assert {s.segment_index for s in steps} == {0, 1}
-    assert all(s.step_count == 2 and s.segment_count == 2 and 1 <= s.pass_index <= s.pass_count for s in steps)
+    # Official default scales (2.5, 1.5) with STANDARD guidance: three passes per step.
+    assert all(s.step_count == 2 and s.segment_count == 2 and s.pass_index == s.pass_count == 3 for s in steps)
     assert steps[-1].progress == pytest.approx(1.0)
     previews = [e.preview for e in events if e.WhichOneof("kind") == "preview"]
     assert len(previews) == 2 and all(p.jpeg[:3] == b"\xff\xd8\xff" for p in previews)
