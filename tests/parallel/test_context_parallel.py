@@ -122,3 +122,16 @@ def test_device_gangs_and_factories():
     assert pipeline_factory("one-to-all", checkpoint="c", wan="w") == CheckpointPipelineFactory("c", "w", None)
     with pytest.raises(ValueError, match="--checkpoint"):
         pipeline_factory("one-to-all")
+
+
+def test_parallel_group_has_the_pipeline_segment_api():
+    """The job worker drives a ParallelGroup exactly like a OneToAllPipeline: same call signatures."""
+    import inspect
+
+    from render_server.parallel.launch import ParallelGroup
+    from render_server.pipeline.pipeline import OneToAllPipeline
+
+    for name in ("prepare", "generate_chunk", "generate"):
+        ours = inspect.signature(getattr(ParallelGroup, name)).parameters
+        theirs = inspect.signature(getattr(OneToAllPipeline, name)).parameters
+        assert [(p.name, p.kind) for p in ours.values()] == [(p.name, p.kind) for p in theirs.values()], name
