@@ -77,9 +77,16 @@ class JobFiles:
         return decode_png(self.segment_frame_path(segment, frame).read_bytes())
 
     def publish(self, segment: int, frames: Iterable[int]) -> None:
-        """Copies final frames of a finished segment to `frames/` (atomically; idempotent after a crash)."""
+        """Copies final frames of a finished segment to `frames/` (atomically; idempotent after a crash).
+
+        A frame already in `frames/` is final by construction (only its last writer publishes it), so it is
+        skipped: after a crash between writing the outputs and the SUCCEEDED event, the segment folders are gone
+        but every final frame is there.
+        """
         for frame in frames:
-            write_bytes_atomic(self.frame_path(frame), self.segment_frame_path(segment, frame).read_bytes())
+            target = self.frame_path(frame)
+            if not target.exists():
+                write_bytes_atomic(target, self.segment_frame_path(segment, frame).read_bytes())
 
     def write_pose_frames(self, pose_frames: np.ndarray) -> None:
         for i, frame in enumerate(pose_frames):
