@@ -23,6 +23,7 @@ The server process itself imports no CUDA context: a crashed GPU process cannot 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import itertools
 import logging
 import multiprocessing as mp
@@ -34,6 +35,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import timedelta
+from multiprocessing import shared_memory
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -145,6 +147,7 @@ def _serve(rank: int, device: str, factory: PipelineFactory, config: ParallelCon
         return
     results.put(("ready", rank, pipeline.model_size))
     prepared: dict[int, Any] = {}
+    frames_block: shared_memory.SharedMemory | None = None
     parent = os.getppid()
     while True:
         try:
@@ -158,9 +161,11 @@ def _serve(rank: int, device: str, factory: PipelineFactory, config: ParallelCon
             return
         try:
             if kind == "prepare":
-                _, shot_id, shot = command
-                shot = _share_prompt_embeds(pipeline, shot, votes, leader)
+                _, shot_id, shot, (shm_name, shape) = command
                 prepared.clear()  # one shot at a time: the worker runs a job to its end before the next
+                frames_block = _attach(frames_block, shm_name)
+                shot = dataclasses.replace(shot, pose_frames=np.ndarray(shape, np.uint8, buffer=frames_block.buf))
+                shot = _share_prompt_embeds(pipeline, shot, votes, leader)
                 prepared[shot_id] = pipeline.prepare(shot)
                 if leader:
                     results.put(("prepared", shot_id))
@@ -193,6 +198,29 @@ def _serve(rank: int, device: str, factory: PipelineFactory, config: ParallelCon
             oom = isinstance(exc, torch.OutOfMemoryError)
             results.put(("fatal", rank, "OutOfMemoryError" if oom else type(exc).__name__, str(exc), traceback.format_exc()))
             return
+
+
+def _attach(previous: shared_memory.SharedMemory | None, name: str) -> shared_memory.SharedMemory:
+    """Map the server's pose-frame block ``name``; unmap the previous shot's (its views are gone by now)."""
+    if previous is not None:
+        gc.collect()  # drop the last views of the old block, or close() refuses
+        try:
+            previous.close()
+        except BufferError:
+            pass  # still viewed somewhere: unmapped when that view dies
+    # Spawned ranks share the server's resource tracker, so attaching registers nothing new: the server
+    # unlinks the block, and the tracker does if the server dies first.
+    return shared_memory.SharedMemory(name=name)
+
+
+def _release(block: shared_memory.SharedMemory | None) -> None:
+    if block is None:
+        return
+    block.close()
+    try:
+        block.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _share_prompt_embeds(pipeline: Any, shot: Any, votes: Any, leader: bool) -> Any:
@@ -247,6 +275,7 @@ class ParallelGroup:
         self.devices = tuple(devices)
         self.model_size: str | None = None
         self._shot_ids = itertools.count()
+        self._shm: shared_memory.SharedMemory | None = None  # the current shot's pose frames
         self._closed = False
 
     @classmethod
@@ -290,8 +319,17 @@ class ParallelGroup:
         self._check_open()
         validate_shot(shot)  # the field-naming ValueError before anything is sent
         shot_id = next(self._shot_ids)
-        self._broadcast(("prepare", shot_id, shot))
-        message = self._next()
+        # The pose frames go through shared memory: one copy for all ranks instead of one pickle per rank.
+        frames = np.ascontiguousarray(shot.pose_frames)
+        shm = shared_memory.SharedMemory(create=True, size=max(1, frames.nbytes))
+        np.ndarray(frames.shape, frames.dtype, buffer=shm.buf)[...] = frames
+        previous, self._shm = self._shm, shm
+        try:
+            self._broadcast(("prepare", shot_id, dataclasses.replace(shot, pose_frames=None), (shm.name, frames.shape)))
+            message = self._next()
+        finally:
+            # Every rank has attached the new block once rank 0 answers (prepare exchanges data with all).
+            _release(previous)
         if message[0] == "invalid":
             raise ValueError(message[1])
         if message[0] != "prepared" or message[1] != shot_id:
@@ -351,6 +389,8 @@ class ParallelGroup:
         if self._closed:
             return
         self._closed = True
+        _release(self._shm)
+        self._shm = None
         for commands in self._commands:
             try:
                 commands.put(("stop",))

@@ -47,13 +47,21 @@ def single(text_cache_dir):
     torch.set_num_threads(threads)
 
 
+def assert_same_frames(got: np.ndarray, expected: np.ndarray) -> None:
+    """The same frames up to fp32 rounding: splitting the pass batch moves latents by ~1e-6 of their scale
+    (see test_cfg_parallel), which can flip a uint8 rounding now and then (observed: 0 or 1 value in 50 000)."""
+    difference = np.abs(got.astype(np.int16) - expected.astype(np.int16))
+    assert difference.max() <= 1 and np.count_nonzero(difference) <= 1e-3 * difference.size, (
+        difference.max(), np.count_nonzero(difference))
+
+
 def test_two_chunk_three_pass_shot_gives_the_single_process_frames(group, single):
     shot = helpers.make_shot()
     steps = []
     video = group.generate(shot, on_step=steps.append)
     expected = single.generate(shot)
     assert video.shape == expected.shape == (17, helpers.SIZE, helpers.SIZE, 3)
-    assert np.array_equal(video, expected)
+    assert_same_frames(video, expected)
     assert group.model_size == "1.3b"
     # Progress comes from rank 0 only: one event per step of each of the 2 chunks.
     assert [(s.chunk_index, s.step_index) for s in steps] == [(c, i) for c in range(2) for i in range(helpers.STEPS)]
@@ -61,9 +69,11 @@ def test_two_chunk_three_pass_shot_gives_the_single_process_frames(group, single
 
 
 def test_two_pass_and_one_pass_shots(group, single):
-    for scales in ((2.0, 1.0), (1.0, 1.0)):  # 2-pass; 1-pass leaves rank 1 idle
-        shot = helpers.make_shot(num_frames=9, image_guidance_scale=scales[0], pose_guidance_scale=scales[1])
-        assert np.array_equal(group.generate(shot), single.generate(shot)), scales
+    shot = helpers.make_shot(image_guidance_scale=2.0, pose_guidance_scale=1.0)  # 2-pass, 2 chunks
+    assert_same_frames(group.generate(shot), single.generate(shot))
+    # 1-pass: rank 0 runs the very batch the single process runs (rank 1 idles): bit for bit.
+    shot = helpers.make_shot(num_frames=9, image_guidance_scale=1.0)
+    assert np.array_equal(group.generate(shot), single.generate(shot))
 
 
 def test_invalid_shot_is_refused_before_any_rank_works_and_the_group_goes_on(group):
