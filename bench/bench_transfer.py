@@ -177,11 +177,11 @@ def main(argv=None) -> int:
         d, u = result["download"], result["upload"]
         row = (f"- transfer over loopback ({result['date'][:10]}, `bench/bench_transfer.py`): {FRAMES} frames "
                f"{WIDTH}x{HEIGHT} PNG ({d['bytes'] / 1e6:.1f} MB, {result['mean_png_bytes'] / 1e6:.2f} MB/frame), "
-               f"{args.chunk_kib} KiB chunks, stored frames: {result['stored_frames']}: download **{d['MB_per_s']} MB/s** ({d['seconds_best']} s best, "
-               f"{d['seconds_median']} s median of {d['repeats']}, {d['frames_per_s']} frames/s), upload as 81 "
-               f"reference assets **{u['MB_per_s']} MB/s** ({u['seconds']} s, the server decodes each to validate it), "
-               f"one ~1 MB reference "
-               f"{result['upload_one_reference']['seconds']} s; grpcio {result['grpcio']}, protobuf "
+               f"{args.chunk_kib} KiB chunks, stored frames: {result['stored_frames']}: "
+               f"download **{d['MB_per_s']} MB/s** ({d['seconds_best']} s best, {d['seconds_median']} s median of "
+               f"{d['repeats']}, {d['frames_per_s']} frames/s), upload as 81 reference assets "
+               f"**{u['MB_per_s']} MB/s** ({u['seconds']} s, the server decodes each to validate it), one ~1 MB "
+               f"reference {result['upload_one_reference']['seconds']} s; grpcio {result['grpcio']}, protobuf "
                f"{result['protobuf']}, Python {result['python']}, {result['cpu']} x{result['cpus']} (shared)")
         with BENCHMARKS_MD.open("a") as handle:
             handle.write("\n" + row + "\n")

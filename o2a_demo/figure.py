@@ -60,7 +60,7 @@ def figure_pose(phase: float, width: int, height: int, *, wave: float = 1.0, wal
         kp[i, :2], kp[i, 2] = p, 1.0
 
     # Feet: big toe, small toe, heel per foot.
-    for base, ankle, knee in ((FEET, L_ANK, L_KNE), (FEET + 3, R_ANK, R_KNE)):
+    for base, ankle in ((FEET, L_ANK), (FEET + 3, R_ANK)):
         a = pts[ankle]
         side = 1.0 if ankle == L_ANK else -1.0
         kp[base] = (*(a + [0.35 * unit * side, 0.25 * unit]), 1.0)

@@ -77,7 +77,8 @@ class ServerProcess:
             self._check_alive("before listening")
             if time.monotonic() > deadline:
                 self.kill()
-                raise ServerStartError(f"o2a-server did not start listening in {ready_timeout_s:.0f}s\n{self.log_tail()}")
+                raise ServerStartError(
+                    f"o2a-server did not start listening in {ready_timeout_s:.0f}s\n{self.log_tail()}")
             time.sleep(0.1)
         self.port = int(port_file.read_text())
         with RenderClient(self.address, **self._probe_options) as client:

@@ -31,7 +31,7 @@ def contact_sheet(reference: np.ndarray, pose_frames: Sequence[np.ndarray], outp
     label_h, gap = 22, 6
     ref = fit(reference, 2 * cell_height + gap)
     columns = []
-    for index, pose, out in zip(indices, pose_frames, output_frames):
+    for index, pose, out in zip(indices, pose_frames, output_frames, strict=True):
         top, bottom = fit(pose, cell_height), fit(out, cell_height)
         width = max(top.shape[1], bottom.shape[1])
         col = np.full((label_h + 2 * cell_height + gap, width, 3), 255, np.uint8)

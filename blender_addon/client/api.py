@@ -220,10 +220,10 @@ class RenderClient:
         return self._unary("SubmitJob", request, cancel)
 
     def submit_shot(self, poses: PoseSequence, reference_image: bytes, reference_pose: np.ndarray | None,
-                    options: RenderOptions = RenderOptions(), *, client_request_id: str = "",
+                    options: RenderOptions | None = None, *, client_request_id: str = "",
                     cancel: CancelToken | None = None) -> pb.SubmitJobResponse:
         """`submit` for a PoseSequence + encoded reference image; `reference_pose` None = server-side detection."""
-        return self.submit(build_submit_request(poses, reference_image, reference_pose, options,
+        return self.submit(build_submit_request(poses, reference_image, reference_pose, options or RenderOptions(),
                                                 client_request_id=client_request_id), cancel=cancel)
 
     # -- watching -------------------------------------------------------------------------------------------------

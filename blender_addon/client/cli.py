@@ -37,19 +37,10 @@ _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="o2a", description="Client of the One-to-All render server.")
-    p.add_argument("--server", default=os.environ.get("O2A_SERVER", "127.0.0.1:50051"),
-                   help="HOST:PORT of o2a-server (env O2A_SERVER; default %(default)s)")
-    p.add_argument("--token-file", type=Path, help="file holding the bearer token (default: env O2A_TOKEN)")
-    p.add_argument("--tls", action="store_true", help="connect with TLS")
-    p.add_argument("--ca-cert", type=Path, help="PEM CA bundle for a private CA (implies --tls)")
-    p.add_argument("--tls-server-name", default="", help="name expected in the server certificate")
-    p.add_argument("--timeout", type=float, default=30.0, help="deadline of each unary call in seconds")
-    p.add_argument("--wait-ready", type=float, default=0.0, metavar="S",
-                   help="first wait up to S seconds for the server to be SERVING (e.g. while weights load)")
-    p.add_argument("--json", action="store_true", help="print results as one JSON object on stdout")
-    # `--json` is accepted before or after the command name.
+    _add_connection_args(p, suppress=False)
+    # The connection options are also accepted after the command (`o2a submit ... --server HOST:PORT`).
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    _add_connection_args(common, suppress=True)
     sub = p.add_subparsers(dest="command", required=True)
     add = lambda name, **kw: sub.add_parser(name, parents=[common], **kw)  # noqa: E731
 
@@ -107,6 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
                     choices=[n.removeprefix("JOB_STATE_").lower() for n in pb.JobState.keys()][1:])
     ls.add_argument("--limit", type=int, default=20)
     return p
+
+
+def _add_connection_args(p: argparse.ArgumentParser, *, suppress: bool) -> None:
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    def help_(text: str) -> str:
+        return argparse.SUPPRESS if suppress else text
+
+    p.add_argument("--server", default=default(os.environ.get("O2A_SERVER", "127.0.0.1:50051")),
+                   help=help_("HOST:PORT of o2a-server (env O2A_SERVER; default 127.0.0.1:50051)"))
+    p.add_argument("--token-file", type=Path, default=default(None),
+                   help=help_("file holding the bearer token (default: env O2A_TOKEN)"))
+    p.add_argument("--tls", action="store_true", default=default(False), help=help_("connect with TLS"))
+    p.add_argument("--ca-cert", type=Path, default=default(None),
+                   help=help_("PEM CA bundle for a private CA (implies --tls)"))
+    p.add_argument("--tls-server-name", default=default(""), help=help_("name expected in the server certificate"))
+    p.add_argument("--timeout", type=float, default=default(30.0),
+                   help=help_("deadline of each unary call in seconds"))
+    p.add_argument("--wait-ready", type=float, default=default(0.0), metavar="S",
+                   help=help_("first wait up to S seconds for the server to be SERVING (e.g. while weights load)"))
+    p.add_argument("--json", action="store_true", default=default(False),
+                   help=help_("print results as one JSON object on stdout"))
 
 
 def _add_follow_args(p: argparse.ArgumentParser) -> None:

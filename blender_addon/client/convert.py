@@ -230,13 +230,14 @@ def build_submit_request(
     poses: PoseSequence,
     reference_image: bytes,
     reference_pose: np.ndarray | None,
-    options: RenderOptions = RenderOptions(),
+    options: RenderOptions | None = None,
     *,
     client_request_id: str = "",
 ) -> pb.SubmitJobRequest:
     """The SubmitJobRequest for a shot; `reference_pose` None asks the server to detect it."""
     if not reference_image:
         raise InvalidRequest("reference_image: empty", field="reference_image")
+    options = options or RenderOptions()
     request = pb.SubmitJobRequest(
         client_request_id=client_request_id,
         reference_image=bytes(reference_image),

@@ -16,10 +16,11 @@ from o2a_demo.figure import rest_pose, walking_sequence
 REPO = Path(__file__).resolve().parents[2]
 
 
-def o2a(*args: str, server: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def o2a(*args: str, server: str, timeout: float = 240, server_last: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("O2A_TOKEN", None)
-    return subprocess.run([sys.executable, "-m", "blender_addon.client.cli", "--server", server, *args],
+    args = (*args, "--server", server) if server_last else ("--server", server, *args)
+    return subprocess.run([sys.executable, "-m", "blender_addon.client.cli", *args],
                           capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
 
 
@@ -38,7 +39,8 @@ def test_submit_follow_download(server, tmp_path):
     out = tmp_path / "shot"
     run = o2a("submit", str(keypoints), "--reference", str(ref), "--reference-pose", str(ref_pose),
               "--size", f"{SIZE[0]}x{SIZE[1]}", "--steps", "1", "--guidance-mode", "none", "--seed", "3",
-              "--name", "cli test", "--pose-frames", "--out", str(out), "--json", server=server.address)
+              "--name", "cli test", "--pose-frames", "--out", str(out), "--json", server=server.address,
+              server_last=True)  # the documented form: o2a submit ... --server HOST:PORT --out DIR
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["state"] == "SUCCEEDED" and result["frame_files"] == 11 and result["seed"] == 3
@@ -68,7 +70,7 @@ def test_submit_follow_download(server, tmp_path):
 def test_no_wait_then_cancel(server, tmp_path):
     keypoints, ref, ref_pose = _inputs(tmp_path, 21)
     run = o2a("submit", str(keypoints), "--reference", str(ref), "--reference-pose", str(ref_pose),
-              "--size", f"{SIZE[0]}x{SIZE[1]}", "--steps", "8", "--no-wait", "--json", server=server.address)
+              "--size", f"{SIZE[0]}x{SIZE[1]}", "--steps", "100", "--no-wait", "--json", server=server.address)
     assert run.returncode == 0, run.stderr
     job_id = json.loads(run.stdout)["job_id"]
     cancel = o2a("cancel", job_id, "--wait", "--json", server=server.address)

@@ -122,7 +122,7 @@ def test_large_reference_is_uploaded_as_asset(client):
 
 
 def test_cancel_running_job(client):
-    poses, ref, ref_pose, options = shot(21, steps=6, guidance_mode="standard")
+    poses, ref, ref_pose, options = shot(21, steps=100, guidance_mode="standard")  # cannot finish before cancel
     job = client.submit_shot(poses, ref, ref_pose, options).job
     for event in client.watch(job.job_id):
         if event.HasField("step_progress"):
@@ -138,7 +138,8 @@ def test_cancel_running_job(client):
 
 
 def test_cancel_token_and_close_wake_a_blocked_watch(client, server):
-    poses, ref, ref_pose, options = shot(21, steps=6, guidance_mode="standard")
+    # Long enough (100 steps x 3 segments) that the watches below are still blocked when they are cancelled.
+    poses, ref, ref_pose, options = shot(21, steps=100, guidance_mode="standard")
     job = client.submit_shot(poses, ref, ref_pose, options).job
     outcome = {}
 
@@ -153,6 +154,7 @@ def test_cancel_token_and_close_wake_a_blocked_watch(client, server):
     thread = threading.Thread(target=watch, args=(client, token))
     thread.start()
     time.sleep(0.5)
+    assert thread.is_alive()
     start = time.monotonic()
     token.cancel("user pressed Esc")
     thread.join(5)
@@ -163,6 +165,7 @@ def test_cancel_token_and_close_wake_a_blocked_watch(client, server):
     thread = threading.Thread(target=watch, args=(other, None))
     thread.start()
     time.sleep(0.5)
+    assert thread.is_alive()
     other.close()  # from another thread, as Blender does on unregister
     thread.join(5)
     assert not thread.is_alive() and id(None) in outcome

@@ -17,7 +17,7 @@ def test_watch_resumes_across_server_crash(tmp_path):
     server = ServerProcess(tmp_path / "data", extra_args=SERVER_ARGS, log_path=tmp_path / "server.log").start()
     try:
         with RenderClient(server.address, backoff_initial_s=0.1, backoff_max_s=1.0) as client:
-            poses, ref, ref_pose, options = shot(13, steps=3)
+            poses, ref, ref_pose, options = shot(13, steps=12)  # still running when the server is killed
             job = client.submit_shot(poses, ref, ref_pose, options).job
             events, reconnects, errors = [], [], []
             first_step = threading.Event()
