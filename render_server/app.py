@@ -13,6 +13,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .engine import Engine, EngineConfig
 from .jobs.queue import JobQueue
@@ -38,6 +39,7 @@ class AppConfig:
     lease_check_interval_s: float = 1.0
     metrics_port: int | None = None
     port_file: Path | None = None
+    parallel: Any = None  # render_server.parallel.config.ParallelConfig: several devices per engine
 
 
 class RenderApp:
@@ -55,8 +57,9 @@ class RenderApp:
         self.metrics = ServerMetrics()
         self.queue.add_change_listener(self._update_queue_metrics)
         self.engines = [
-            Engine(EngineConfig(**{**config.engine.__dict__, "device": device, "data_dir": data}))
-            for device in config.devices
+            Engine(EngineConfig(**{**config.engine.__dict__, "device": gang[0], "gang": gang,
+                                   "parallel": config.parallel, "data_dir": data}))
+            for gang in _gangs(config.devices, config.parallel)
         ]
         self.workers = [
             Worker(queue=self.queue, engine=engine, assets=self.assets, jobs_dir=self.jobs_dir,
@@ -113,6 +116,8 @@ class RenderApp:
                 worker.join(timeout=60)
         for thread in self._threads:
             thread.join(timeout=10)
+        for engine in self.engines:
+            engine.close()
         self.metrics.close()
         self.store.close()
         self._lock_file.close()
@@ -164,13 +169,23 @@ class _EnginePool:
 
     def facts(self):
         facts = self._engines[0].facts()
-        return type(facts)(**{**facts.__dict__, "devices": tuple(e.device for e in self._engines)})
+        devices = tuple(d for e in self._engines for d in e.facts().devices)
+        return type(facts)(**{**facts.__dict__, "devices": devices})
 
     def ready(self) -> bool:
         return all(e.ready() for e in self._engines)
 
     def segment_count(self, frame_count: int, chunk_plan: str, image_pose_transfer: str) -> int:
         return self._engines[0].segment_count(frame_count, chunk_plan, image_pose_transfer)
+
+
+def _gangs(devices: tuple[str, ...], parallel: Any) -> list[tuple[str, ...]]:
+    """One engine per device, or per gang of `parallel.gpus` devices with --parallel."""
+    if parallel is None or not parallel.enabled:
+        return [(d,) for d in devices]
+    from .parallel.config import device_gangs
+
+    return device_gangs(devices, parallel)
 
 
 def _lock_data_dir(data: Path):

@@ -49,6 +49,9 @@ class EngineConfig:
     pose_model: Path | None = None  # DWPose ONNX whole-body model: enables ReferencePose.detect
     det_model: Path | None = None
     tiny_seed: int = 0
+    # Several GPUs for one shot (docs/parallel.md): the gang's devices and the mode; None = one device.
+    gang: tuple[str, ...] = ()
+    parallel: Any = None  # render_server.parallel.config.ParallelConfig
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,10 @@ class Engine:
         if config.chunk_frames < 9 or (config.chunk_frames - 1) % 4:
             raise ValueError(f"chunk_frames must be 4k+1 and >= 9, got {config.chunk_frames}")
         self.config = config
-        self.device = config.device
+        self._gang = config.gang or (config.device,)
+        self._parallel = config.parallel is not None and config.parallel.enabled
+        # The device label (metrics, logs, capabilities): "cuda:0", or "cuda:0+cuda:1" for a parallel gang.
+        self.device = "+".join(self._gang)
         self._pipeline: Any = None
         self._detector: Any = None
         self._loaded = threading.Event()
@@ -108,7 +114,7 @@ class Engine:
             chunk_frames=self.config.chunk_frames,
             chunk_overlap_frames=OVERLAP_FRAMES,
             pose_detection_available=self.config.pose_model is not None,
-            devices=(self.device,),
+            devices=self._gang,
         )
 
     def plan(self, frame_count: int, chunk_plan: str, image_pose_transfer: str) -> list[Chunk]:
@@ -127,7 +133,9 @@ class Engine:
     def load(self) -> None:
         """Builds the pipeline on the device (and the pose detector when configured)."""
         cfg = self.config
-        if cfg.model == "tiny":
+        if self._parallel:
+            self._start_group()
+        elif cfg.model == "tiny":
             self._pipeline = _build_tiny_pipeline(cfg)
         else:
             import torch
@@ -146,7 +154,24 @@ class Engine:
             self._detector = DWPoseDetector(str(cfg.pose_model), str(cfg.det_model) if cfg.det_model else None,
                                             providers=providers)
         self._loaded.set()
-        logger.info("model loaded", extra={"model": self.facts().model_id, "device": cfg.device})
+        logger.info("model loaded", extra={"model": self.facts().model_id, "device": self.device})
+
+    def _start_group(self) -> None:
+        """Spawns the gang's rank processes (the server process itself never touches CUDA then)."""
+        from .parallel.launch import pipeline_factory, start_group
+
+        cfg = self.config
+        cache = cfg.data_dir / "text-cache" if cfg.data_dir is not None else None
+        factory = pipeline_factory(cfg.model, checkpoint=cfg.checkpoint, wan=cfg.wan, text_cache_dir=cache,
+                                   tiny_seed=cfg.tiny_seed)
+        self._pipeline = start_group(factory, self._gang, cfg.parallel)
+        if self._pipeline.model_size:
+            self._model_size = self._pipeline.model_size
+
+    def close(self) -> None:
+        """Stops a parallel gang's processes (server shutdown)."""
+        if self._parallel and self._pipeline is not None:
+            self._pipeline.close()
 
     # -- rendering ------------------------------------------------------------------------------------------------
 
@@ -166,6 +191,10 @@ class Engine:
         self._loaded.wait()
         if should_cancel is not None and should_cancel():
             raise RenderCancelled("cancelled before preparation")
+        if self._parallel and getattr(self._pipeline, "_closed", False):
+            # A rank died or hung during an earlier job and the group closed itself: start a fresh one.
+            logger.warning("parallel group was closed after a failure; restarting it", extra={"device": self.device})
+            self._start_group()
         try:
             options = PrepareOptions(
                 width=spec.width_px, height=spec.height_px,
@@ -258,16 +287,17 @@ class Engine:
     def release(self) -> None:
         """Frees cached device memory between jobs (and after an out-of-memory error).
 
-        Only on CUDA: a full `gc.collect()` costs ~0.5 s with torch loaded, which buys nothing on the CPU.
+        Only on CUDA: a full `gc.collect()` costs ~0.5 s with torch loaded, which buys nothing on the CPU. A
+        parallel gang's memory lives in its rank processes, which free it themselves.
         """
-        if self.device.startswith("cuda"):
+        if self.device.startswith("cuda") and not self._parallel:
             import torch
 
             gc.collect()
             torch.cuda.empty_cache()
 
     def memory_bytes(self) -> int:
-        if not self.device.startswith("cuda"):
+        if not self.device.startswith("cuda") or self._parallel:  # never create a CUDA context for a gang
             return 0
         import torch
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from .app import AppConfig, RenderApp
 from .engine import EngineConfig
 from .logging_setup import configure_logging
+from .parallel.config import add_parallel_arguments
+from .parallel.config import config_from_args as parallel_from_args
 from .service.interceptors import load_tokens
 from .service.limits import MIB, ServerLimits
 from .service.server import ConfigError, ServerConfig, check_security
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--port-file", type=Path, help="write the bound port here once listening (scripts, tests)")
     ops.add_argument("--log-level", default="INFO")
     ops.add_argument("--no-reflection", action="store_true", help="disable gRPC server reflection")
+    add_parallel_arguments(p)
     return p
 
 
@@ -106,6 +109,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
         heartbeat_interval_s=args.heartbeat_s,
         metrics_port=args.metrics_port,
         port_file=args.port_file,
+        parallel=parallel_from_args(args),
     )
 
 
