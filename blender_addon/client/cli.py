@@ -25,7 +25,7 @@ from google.protobuf import json_format
 from ._generated import render_service_pb2 as pb
 from .api import ClientConfig, RenderClient
 from .convert import RenderOptions, build_submit_request, enum_choices, load_pose, load_sequence
-from .errors import ClientError, InvalidRequest
+from .errors import ClientError, IntegrityError, InvalidRequest
 from .events import JobProgress, state_name
 from .progress import ProgressBar
 
@@ -124,7 +124,8 @@ def _add_connection_args(p: argparse.ArgumentParser, *, suppress: bool) -> None:
 
 
 def _add_follow_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, help="download frames (frame_00000.png ...) and video.mp4 here when done")
+    p.add_argument("--out", type=Path, help="download frames (frame_00000.png ...) here as each segment finishes, "
+                                            "and video.mp4 when the job is done")
     p.add_argument("--pose-frames", action="store_true", help="also download the drawn pose frames to OUT/pose/")
     p.add_argument("--no-video", action="store_true", help="do not download video.mp4")
     p.add_argument("--cancel-on-interrupt", action="store_true",
@@ -238,10 +239,18 @@ def _follow(client: RenderClient, args, bar: ProgressBar, job_id: str, after: in
     progress = JobProgress.from_job(client.get_job(job_id))
     bar.update(progress)
 
+    fetched: set[int] = set()
+
     def on_event(event: pb.JobEvent) -> None:
         nonlocal progress
         progress = progress.apply(event)
         bar.update(progress)
+        if args.out and event.HasField("frame_ready"):
+            # Frames are final once announced: fetch them now, so a long shot can be checked while it renders.
+            ready = event.frame_ready
+            paths = client.download_frames(job_id, args.out, first_frame=ready.first_frame,
+                                           frame_count=ready.frame_count)
+            fetched.update(range(ready.first_frame, ready.first_frame + len(paths)))
 
     def on_reconnect(attempt: int, delay: float, error: ClientError) -> None:
         bar.note(f"connection lost ({error.message}); reconnecting in {delay:.1f}s (attempt {attempt})")
@@ -267,12 +276,14 @@ def _follow(client: RenderClient, args, bar: ProgressBar, job_id: str, after: in
         _print_result(args, result, f"{job_id} {state}")
         return EXIT_JOB_CANCELLED if job.state == pb.JOB_STATE_CANCELLED else EXIT_JOB_FAILED
     if args.out:
-        result.update(_download(client, args, bar, job))
+        result.update(_download(client, args, bar, job, skip=fetched))
     _print_result(args, result, str(args.out) if args.out else f"{job_id} {state}")
     return 0
 
 
-def _download(client: RenderClient, args, bar: ProgressBar, job: pb.Job) -> dict:
+def _download(client: RenderClient, args, bar: ProgressBar, job: pb.Job,
+              skip: set[int] | frozenset[int] = frozenset()) -> dict:
+    """Downloads every frame not in `skip` (fetched while watching), then pose frames, video and job.json."""
     out: Path = args.out
     total = job.settings.frame_count
 
@@ -280,7 +291,12 @@ def _download(client: RenderClient, args, bar: ProgressBar, job: pb.Job) -> dict
         if (index + 1) % 25 == 0 or index + 1 == total:
             bar.note(f"downloaded {index + 1}/{total} frames")
 
-    frames = client.download_frames(job.job_id, out, on_frame=on_frame)
+    for first, count in _missing_ranges(total, skip):
+        client.download_frames(job.job_id, out, first_frame=first, frame_count=count, on_frame=on_frame)
+    frames = [out / f"frame_{i:05d}.png" for i in range(total)]
+    missing = [p.name for p in frames if not p.exists()]
+    if missing:
+        raise IntegrityError(f"DownloadFrames: {len(missing)} frame(s) missing in {out}, e.g. {missing[0]}")
     result: dict = {"out": str(out), "frame_files": len(frames),
                     "first_frame": str(frames[0]) if frames else ""}
     if args.pose_frames:
@@ -338,6 +354,19 @@ _COMMANDS = {"capabilities": _capabilities, "submit": _submit, "watch": _watch, 
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
+
+
+def _missing_ranges(total: int, have: set[int]) -> list[tuple[int, int]]:
+    """[(first, count)] runs of frame indices in [0, total) that are not in `have`."""
+    runs: list[tuple[int, int]] = []
+    for i in range(total):
+        if i in have:
+            continue
+        if runs and runs[-1][0] + runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((i, 1))
+    return runs
 
 
 def _print_result(args, result: dict, text: str) -> None:

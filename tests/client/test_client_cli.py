@@ -96,3 +96,11 @@ def test_exit_codes(server, tmp_path):
     assert down.returncode == 3 and "UNAVAILABLE" in down.stderr
     bad_address = o2a("capabilities", server="nowhere")
     assert bad_address.returncode == 2 and "HOST:PORT" in bad_address.stderr
+
+
+def test_missing_ranges_of_frames_fetched_while_watching():
+    from blender_addon.client.cli import _missing_ranges
+
+    assert _missing_ranges(10, set()) == [(0, 10)]
+    assert _missing_ranges(10, set(range(10))) == []
+    assert _missing_ranges(10, {0, 1, 5, 9}) == [(2, 3), (6, 3)]
