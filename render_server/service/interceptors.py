@@ -110,6 +110,9 @@ class AccessLogInterceptor(grpc.ServerInterceptor):
                     code = "OK"
                     try:
                         yield from behaviour(request_or_iterator, context)
+                    except GeneratorExit:  # the client went away (or cancelled) mid-stream
+                        code = "CANCELLED"
+                        raise
                     except BaseException:
                         code = _code_name(context)
                         raise
