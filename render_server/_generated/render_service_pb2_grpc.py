@@ -65,6 +65,11 @@ class RenderServiceStub:
                 request_serializer=one__to__all_dot_v1_dot_render__service__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=one__to__all_dot_v1_dot_render__service__pb2.CancelJobResponse.FromString,
                 _registered_method=True)
+        self.DeleteJob = channel.unary_unary(
+                '/one_to_all.v1.RenderService/DeleteJob',
+                request_serializer=one__to__all_dot_v1_dot_render__service__pb2.DeleteJobRequest.SerializeToString,
+                response_deserializer=one__to__all_dot_v1_dot_render__service__pb2.DeleteJobResponse.FromString,
+                _registered_method=True)
         self.UploadAsset = channel.stream_unary(
                 '/one_to_all.v1.RenderService/UploadAsset',
                 request_serializer=one__to__all_dot_v1_dot_render__service__pb2.UploadAssetRequest.SerializeToString,
@@ -140,6 +145,15 @@ class RenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteJob(self, request, context):
+        """Deletes a finished job (SUCCEEDED, FAILED or CANCELLED): its frames, videos, events and store row. Its
+        client_request_id becomes free again. A queued or running job is refused with FAILED_PRECONDITION (cancel it
+        first). Uploaded assets are kept (other jobs may share them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UploadAsset(self, request_iterator, context):
         """Uploads a large input (reference image, pose sequence) in chunks. The first message carries `info`; every
         message may carry `data`. Assets are content addressed (the id is the SHA-256 of the bytes), so uploading the
@@ -203,6 +217,11 @@ def add_RenderServiceServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=one__to__all_dot_v1_dot_render__service__pb2.CancelJobRequest.FromString,
                     response_serializer=one__to__all_dot_v1_dot_render__service__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'DeleteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJob,
+                    request_deserializer=one__to__all_dot_v1_dot_render__service__pb2.DeleteJobRequest.FromString,
+                    response_serializer=one__to__all_dot_v1_dot_render__service__pb2.DeleteJobResponse.SerializeToString,
             ),
             'UploadAsset': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadAsset,
@@ -388,6 +407,33 @@ class RenderService:
             '/one_to_all.v1.RenderService/CancelJob',
             one__to__all_dot_v1_dot_render__service__pb2.CancelJobRequest.SerializeToString,
             one__to__all_dot_v1_dot_render__service__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/one_to_all.v1.RenderService/DeleteJob',
+            one__to__all_dot_v1_dot_render__service__pb2.DeleteJobRequest.SerializeToString,
+            one__to__all_dot_v1_dot_render__service__pb2.DeleteJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

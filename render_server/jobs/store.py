@@ -201,6 +201,17 @@ class JobStore:
         with self._tx() as db:
             self._update(db, job_id, updates)
 
+    def delete_job(self, job_id: str, *, only_if_state: Sequence[JobState]) -> bool:
+        """Removes a job, its events and segments in one transaction, if it is in one of `only_if_state`."""
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None or JobState(row["state"]) not in only_if_state:
+                return False
+            db.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+            return True
+
     # -- events ---------------------------------------------------------------------------------------------------
 
     def append_events(

@@ -217,6 +217,19 @@ class RenderServicer(pb_grpc.RenderServiceServicer):
         logger.info("cancel requested", extra={"job_id": request.job_id, "state": record.state.value})
         return pb.CancelJobResponse(job=job_to_pb(record))
 
+    @_handle
+    def DeleteJob(self, request, context):
+        record = self._job(request.job_id)
+        terminal = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+        if not self._store.delete_job(record.job_id, only_if_state=terminal):
+            raise v.RequestError("job_id", f"job {record.job_id} is {record.state.value}; cancel it and wait for "
+                                 "CANCELLED before deleting it", grpc.StatusCode.FAILED_PRECONDITION)
+        root = self._jobs_dir / record.job_id
+        freed = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+        shutil.rmtree(root, ignore_errors=True)
+        logger.info("job deleted", extra={"job_id": record.job_id, "freed_bytes": freed})
+        return pb.DeleteJobResponse(freed_bytes=freed)
+
     # -- watch ----------------------------------------------------------------------------------------------------
 
     @_handle

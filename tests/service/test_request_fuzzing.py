@@ -196,11 +196,12 @@ def test_malformed_submit_requests_are_refused_with_the_field_named(stub, counte
 
 @st.composite
 def malformed_other_call(draw):
-    rpc = draw(st.sampled_from(["GetJob", "CancelJob", "WatchJob", "ListJobs", "DownloadFrames", "DownloadFile",
-                                "GetAsset", "UploadAsset"]))
+    rpc = draw(st.sampled_from(["GetJob", "CancelJob", "WatchJob", "DeleteJob", "ListJobs", "DownloadFrames",
+                                "DownloadFile", "GetAsset", "UploadAsset"]))
     bad_id = draw(st.one_of(st.text(max_size=60), st.just("job-" + "z" * 32), st.just("job-" + "0" * 32 + "\n")))
-    if rpc in ("GetJob", "CancelJob", "WatchJob"):
-        request = {"GetJob": pb.GetJobRequest, "CancelJob": pb.CancelJobRequest, "WatchJob": pb.WatchJobRequest}[rpc]
+    if rpc in ("GetJob", "CancelJob", "WatchJob", "DeleteJob"):
+        request = {"GetJob": pb.GetJobRequest, "CancelJob": pb.CancelJobRequest, "WatchJob": pb.WatchJobRequest,
+                   "DeleteJob": pb.DeleteJobRequest}[rpc]
         return rpc, request(job_id=bad_id), (INVALID,)
     if rpc == "ListJobs":
         which = draw(st.sampled_from(["size", "token", "state"]))

@@ -169,3 +169,30 @@ def test_health_serving_and_reflection(app):
                                                       timeout=10))
         names = {s.name for s in answer.list_services_response.service}
         assert {"one_to_all.v1.RenderService", "grpc.health.v1.Health"} <= names
+
+
+def test_delete_finished_job_frees_disk_and_request_id(app, stub):
+    request = submit_request(frames=1, client_request_id="delete-me")
+    job_id = stub.SubmitJob(request, timeout=30).job.job_id
+    wait_state(stub, job_id, {pb.JOB_STATE_SUCCEEDED})
+    assert (app.jobs_dir / job_id).exists()
+    freed = stub.DeleteJob(pb.DeleteJobRequest(job_id=job_id), timeout=10).freed_bytes
+    assert freed > 0 and not (app.jobs_dir / job_id).exists()
+    for call in (lambda: stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=10),
+                 lambda: stub.DeleteJob(pb.DeleteJobRequest(job_id=job_id), timeout=10)):
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    # The idempotency key is free again: the same request makes a new job.
+    again = stub.SubmitJob(request, timeout=30)
+    assert again.created and again.job.job_id != job_id
+    wait_state(stub, again.job.job_id, {pb.JOB_STATE_SUCCEEDED})
+    # An unfinished job cannot be deleted.
+    running = stub.SubmitJob(submit_request(frames=21, steps=60), timeout=30).job.job_id
+    wait_state(stub, running, {pb.JOB_STATE_RUNNING})
+    with pytest.raises(grpc.RpcError) as err:
+        stub.DeleteJob(pb.DeleteJobRequest(job_id=running), timeout=10)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    stub.CancelJob(pb.CancelJobRequest(job_id=running), timeout=10)
+    wait_state(stub, running, {pb.JOB_STATE_CANCELLED})
+    stub.DeleteJob(pb.DeleteJobRequest(job_id=running), timeout=10)
