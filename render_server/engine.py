@@ -52,6 +52,16 @@ class EngineConfig:
     # Several GPUs for one shot (docs/parallel.md): the gang's devices and the mode; None = one device.
     gang: tuple[str, ...] = ()
     parallel: Any = None  # render_server.parallel.config.ParallelConfig
+    # Speed/memory options (render_server.pipeline.acceleration); applied on CUDA, or anywhere when set.
+    attention_backend: str = "auto"
+    compile_blocks: bool = False
+    vae_decode_bf16: bool = False
+    offload: str = "none"
+
+    @property
+    def acceleration_requested(self) -> bool:
+        return (self.attention_backend != "auto" or self.compile_blocks or self.vae_decode_bf16
+                or self.offload != "none")
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,8 @@ class Engine:
             self._pipeline = load_pipeline(cfg.checkpoint, cfg.wan, device=cfg.device, dtype=dtype,
                                            text_cache_dir=text_cache)
             self._model_size = self._pipeline.model_size
+        if not self._parallel and (cfg.device.startswith("cuda") or cfg.acceleration_requested):
+            self._accelerate()
         if cfg.pose_model is not None:
             from .pose.detect import DWPoseDetector
 
@@ -155,6 +167,19 @@ class Engine:
                                             providers=providers)
         self._loaded.set()
         logger.info("model loaded", extra={"model": self.facts().model_id, "device": self.device})
+
+    def _accelerate(self) -> None:
+        import torch
+
+        from .pipeline.acceleration import AccelerationOptions, accelerate
+
+        cfg = self.config
+        options = AccelerationOptions(
+            attention_backend=cfg.attention_backend, compile_blocks=cfg.compile_blocks,
+            vae_decode_dtype=torch.bfloat16 if cfg.vae_decode_bf16 else None, offload=cfg.offload,
+        )
+        report = accelerate(self._pipeline, options)
+        logger.info("acceleration", extra={"device": self.device, **report.as_dict()})
 
     def _start_group(self) -> None:
         """Spawns the gang's rank processes (the server process itself never touches CUDA then)."""

@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--chunk-frames", type=int, default=81, help="frames per model call (4k+1; less = less memory)")
     model.add_argument("--pose-model", type=Path, help="DWPose whole-body ONNX model: enables server-side detection")
     model.add_argument("--det-model", type=Path, help="YOLOX person detector ONNX model (optional)")
+    speed = p.add_argument_group("speed and memory (render_server/pipeline/acceleration.py; one-GPU engines)")
+    speed.add_argument("--attention-backend", default="auto",
+                       help="diffusers attention backend; auto = FlashAttention 3 on Hopper, else cuDNN SDPA on CUDA")
+    speed.add_argument("--compile-blocks", action="store_true", help="torch.compile the repeated blocks")
+    speed.add_argument("--vae-decode-bf16", action="store_true", help="decode frames in bfloat16")
+    speed.add_argument("--offload", choices=("none", "block", "leaf"), default="none",
+                       help="group offloading of the transformer (the 14B on a 48 GB card)")
     sec = p.add_argument_group("security")
     sec.add_argument("--token-file", type=Path, help="bearer tokens, one per line (required beyond loopback)")
     sec.add_argument("--tls-cert", type=Path, help="PEM certificate chain")
@@ -103,7 +110,9 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
             threads=args.threads, reflection=not args.no_reflection,
         ),
         engine=EngineConfig(model=model, checkpoint=args.checkpoint, wan=args.wan, chunk_frames=args.chunk_frames,
-                            pose_model=args.pose_model, det_model=args.det_model),
+                            pose_model=args.pose_model, det_model=args.det_model,
+                            attention_backend=args.attention_backend, compile_blocks=args.compile_blocks,
+                            vae_decode_bf16=args.vae_decode_bf16, offload=args.offload),
         devices=_devices(args.device),
         limits=limits,
         heartbeat_interval_s=args.heartbeat_s,

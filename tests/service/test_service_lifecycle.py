@@ -101,3 +101,21 @@ def test_json_log_lines_carry_extra_fields():
         log.removeHandler(handler)
     record = json.loads(stream.getvalue())
     assert record["msg"] == "job failed" and record["job_id"] == "job-1" and record["level"] == "WARNING"
+
+
+def test_acceleration_options_reach_the_pipeline(tmp_path, caplog):
+    from render_server.engine import EngineConfig
+
+    caplog.set_level(logging.INFO, logger="render_server.engine")
+    app = make_app(tmp_path / "data", engine=EngineConfig(model="tiny", chunk_frames=9, attention_backend="native"))
+    app.start()
+    try:
+        assert app.wait_ready(120), app.load_error
+        with grpc.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            stub = pb_grpc.RenderServiceStub(channel)
+            job_id = stub.SubmitJob(submit_request(frames=5), timeout=30).job.job_id
+            assert wait_state(stub, job_id, {pb.JOB_STATE_SUCCEEDED}).frames_done == 5
+    finally:
+        app.stop(grace_s=0.5)
+    applied = [r for r in caplog.records if r.getMessage() == "acceleration"]
+    assert applied and applied[0].attention_backend == "native"
