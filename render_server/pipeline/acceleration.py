@@ -148,6 +148,7 @@ def accelerate(pipeline: Any, options: AccelerationOptions) -> AccelerationRepor
         report.step_cache = options.step_cache
     if options.offload != "none":
         enable_offload(transformer, device, options)
+        pipeline.execution_device = device  # the weights now rest on the CPU between calls
         report.offload = options.offload
     if options.compile_blocks:
         raise_recompile_limit()

@@ -106,9 +106,13 @@ class OneToAllPipeline:
         self.shift = shift
         self.model_size = model_size or _model_size(transformer)
         self.pass_batch_size = pass_batch_size
+        self.execution_device: torch.device | None = None  # set by acceleration.accelerate for offloading
 
     @property
     def device(self) -> torch.device:
+        # With group offloading the weights rest on the CPU between calls; work runs on the onload device.
+        if self.execution_device is not None:
+            return self.execution_device
         return next(self.transformer.parameters()).device
 
     @property
