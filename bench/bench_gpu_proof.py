@@ -126,11 +126,11 @@ def main() -> None:
     d = result["drift"]
     e = result.get("e2e_1_3b", {})
     row = (
-        f"| {result['date']} | {result['device']} | torch {result['torch']}, diffusers {result['diffusers']} | GPU proof "
-        f"| drift bf16 vs fp32 ({d['shape']}): rel L2 "
-        + ", ".join(f"{k.split('_vs')[0]} {v['rel_l2']:.2e}" for k, v in d.items() if k.startswith("bf16"))
-        + f" | e2e 1.3B {e.get('shape', '-')}: {e.get('wall_s', '-')} s, {e.get('s_per_step', '-')} s/step, "
-        f"peak {e.get('peak_gb', '-')} GB |"
+        f"- GPU proof ({result['date']}, `bench/bench_gpu_proof.py`, {result['device']}, torch {result['torch']}, "
+        f"diffusers {result['diffusers']}): 1.3B config random weights, bf16 vs fp32 ({d['shape']}): rel L2 "
+        + ", ".join(f"{k[5:].split('_vs')[0]} {v['rel_l2']:.2e}" for k, v in d.items() if k.startswith("bf16"))
+        + f"; end to end `generate` {e.get('shape', '-')}: {e.get('wall_s', '-')} s, {e.get('s_per_step', '-')} s/step "
+        f"(no compile), peak {e.get('peak_gb', '-')} GB"
     )
     emit(result, table_row=row, append=not args.no_append)
 

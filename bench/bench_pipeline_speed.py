@@ -363,18 +363,48 @@ def offload_run(config, vae, shot, chunk, previous, noise, args, mode: str) -> d
 
 
 def table_row(r: dict) -> str:
+    """One bullet for docs/benchmarks.md (the full JSON follows it as a comment)."""
     e = r.get("eager") or {}
     o = r["optimised"]
-    diff = r.get("diff_optimised_vs_eager", {}).get("frames", {})
-    return (
-        f"| {r['date']} | {r['device']} | torch {r['torch']}, diffusers {r['diffusers']} | {r['model']} "
-        f"{r['shape']['frames']}f {r['shape']['height']}x{r['shape']['width']}, {r['passes']} passes "
-        f"| eager {e.get('s_per_pass', '-')} s/pass, {e.get('s_per_step', '-')} s/step, "
-        f"{e.get('chunk_s_30_steps_extrapolated', '-')} s/chunk*, {e.get('peak_gb', '-')} GB "
-        f"| optimised {o['s_per_step']} s/step ({o['s_per_pass_equiv']} s/pass), "
-        f"{o['chunk_s_30_steps_extrapolated']} s/chunk*, {o['peak_gb']} GB, recompiles {o['recompiles_in_timed_chunk']} "
-        f"| frames vs eager: {diff.get('mean_abs_grey', '-')} grey, PSNR {diff.get('psnr_db', '-')} dB |"
+    diff = r.get("diff_optimised_vs_eager", {})
+    shares = r.get("kernel_shares_step", {}).get("shares", {})
+    parts = [
+        f"- pipeline speed ({r['date']}, `bench/bench_pipeline_speed.py`, {r['device']}, torch {r['torch']}, "
+        f"diffusers {r['diffusers']}): {r['model']} random weights bf16, {r['shape']['frames']} frames "
+        f"{r['shape']['height']}x{r['shape']['width']} ({r['tokens_per_pass']} tokens/pass), {r['passes']}-pass guidance, "
+        f"{r['shape']['steps_run']} steps run, 30-step chunk times *extrapolated* from the per-step time"
+    ]
+    if e:
+        parts.append(
+            f"(a) eager: {e['s_per_pass']} s/pass, {e['s_per_step']} s/step, {e['chunk_s_30_steps_extrapolated']} s/chunk, "
+            f"peak {e['peak_gb']} GB"
+        )
+    parts.append(
+        f"(b) optimised ({r['acceleration']['attention_backend']}, compiled blocks, passes batched, bf16 decode): "
+        f"**{o['s_per_pass_equiv']} s/pass**, {o['s_per_step']} s/step, **{o['chunk_s_30_steps_extrapolated']} s/chunk**, "
+        f"peak **{o['peak_gb']} GB**, {o['recompiles_in_timed_chunk']} recompiles in the timed chunk"
     )
+    if diff:
+        parts.append(
+            f"(b) vs (a): latents rel L2 {diff['latents']['rel_l2']:.3f}, frames {diff['frames']['mean_abs_grey']} grey mean "
+            f"(PSNR {diff['frames']['psnr_db']} dB)"
+        )
+    if shares:
+        parts.append("kernel time " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items() if v >= 0.005))
+    if "long_shot_300_vs_81" in r:
+        parts.append(f"300-frame shot per delivered frame {r['long_shot_300_vs_81']['ratio_per_delivered_frame']}x (model)")
+    fp8 = r.get("approx_fp8", {})
+    if "s_per_step" in fp8:
+        d = fp8.get("diff_vs_exact", {}).get("frames", {})
+        parts.append(
+            f"FP8 linears (approximate): {fp8['s_per_step']} s/step, {fp8['chunk_s_30_steps_extrapolated']} s/chunk, "
+            f"peak {fp8['peak_gb']} GB, frames vs exact {d.get('mean_abs_grey')} grey (PSNR {d.get('psnr_db')} dB)"
+        )
+    for mode in ("block", "leaf"):
+        off = r.get(f"offload_{mode}", {})
+        if off.get("fits"):
+            parts.append(f"{mode} offload under a {off['cap_gb']:.0f} GB cap: {off['s_per_step']} s/step, peak {off['peak_gb']} GB")
+    return "; ".join(parts)
 
 
 if __name__ == "__main__":
