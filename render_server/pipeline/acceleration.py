@@ -200,6 +200,46 @@ def _unique_graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
+def warm_up(
+    pipeline: Any,
+    *,
+    height: int,
+    width: int,
+    chunk_frames: tuple[int, ...] = (81,),
+    guidance_variants: tuple[str, ...] = ("auto",),
+    text_length: int = 512,
+) -> int:
+    """Compile every graph a served bucket needs before the first real shot; returns the graphs compiled.
+
+    For each chunk length (4k+1) and guidance variant, a one-step two-chunk shot of random images runs through
+    ``pipeline.generate``: the first chunk compiles the plain blocks, the second the token-replace ones. Output is
+    discarded. Shapes that differ later (another size, chunk length, guidance variant or prompt length) compile
+    on first use. ``text_length`` must match the served prompt embeddings (512 for UMT5 as the official code pads).
+    """
+    import numpy as np
+
+    from .chunking import OVERLAP_FRAMES
+    from .types import PromptEmbeddings, ShotInputs
+
+    text_dim = pipeline.transformer.config.text_dim
+    rng = np.random.default_rng(0)
+    zeros = torch.zeros(1, text_length, text_dim)
+    with CompileWatch() as watch:
+        for frames in chunk_frames:
+            for variant in guidance_variants:
+                shot = ShotInputs(
+                    reference_image=rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+                    reference_pose=rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+                    pose_frames=rng.integers(0, 256, (2 * frames - OVERLAP_FRAMES, height, width, 3), dtype=np.uint8),
+                    steps=1,
+                    guidance_variant=variant,
+                    max_chunk_frames=frames,
+                    prompt_embeds=PromptEmbeddings(zeros, zeros),
+                )
+                pipeline.generate(shot)
+    return watch.new_graphs
+
+
 # ----------------------------------------------------------------------------------------------
 # Offloading and step caching
 # ----------------------------------------------------------------------------------------------
@@ -324,4 +364,5 @@ __all__ = [
     "quantize_linears_fp8",
     "reset_step_cache",
     "resolve_attention_backend",
+    "warm_up",
 ]

@@ -17,6 +17,7 @@ from render_server.pipeline.acceleration import (  # noqa: E402
     accelerate,
     quantize_linears_fp8,
     resolve_attention_backend,
+    warm_up,
 )
 from render_server.pipeline.pipeline import OneToAllPipeline  # noqa: E402
 from render_server.pipeline.types import PromptEmbeddings, ShotInputs  # noqa: E402
@@ -90,6 +91,17 @@ def test_compiled_blocks_match_and_never_recompile_for_the_same_size() -> None:
     # 3 main-block variants x (plain, token replace) x 2 chunk lengths + reference/control blocks: past
     # dynamo's default limit of 8 per function, which would silently fall back to eager.
     assert torch._dynamo.config.recompile_limit >= 16
+
+
+def test_warm_up_compiles_what_a_served_shot_needs() -> None:
+    pipe = make_pipeline()
+    accelerate(pipe, AccelerationOptions.exact(compile_backend="eager", vae_decode_dtype=None))
+    torch._dynamo.reset()
+    compiled = warm_up(pipe, height=SIZE, width=SIZE, chunk_frames=(9,), text_length=6)
+    assert compiled > 0
+    with CompileWatch() as watch:
+        pipe.generate(make_shot(num_frames=13, max_chunk_frames=9, steps=2))  # two 9-frame chunks
+    assert watch.new_graphs == 0
 
 
 def test_first_block_cache_resets_between_chunks_and_is_exact_when_it_never_skips(reference_video) -> None:
