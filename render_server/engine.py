@@ -174,8 +174,13 @@ class Engine:
         from .pipeline.acceleration import AccelerationOptions, accelerate
 
         cfg = self.config
+        backend = cfg.attention_backend
+        if backend == "auto" and self._pipeline.dtype == torch.float32:
+            # "auto" picks cuDNN/FlashAttention on CUDA, which need half precision: the float32 tiny model on a
+            # GPU failed every job with it (seen on an H100). PyTorch SDPA handles float32.
+            backend = "native"
         options = AccelerationOptions(
-            attention_backend=cfg.attention_backend, compile_blocks=cfg.compile_blocks,
+            attention_backend=backend, compile_blocks=cfg.compile_blocks,
             vae_decode_dtype=torch.bfloat16 if cfg.vae_decode_bf16 else None, offload=cfg.offload,
         )
         report = accelerate(self._pipeline, options)
