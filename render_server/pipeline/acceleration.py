@@ -111,8 +111,11 @@ class AccelerationReport:
         return dict(self.__dict__)
 
 
-def resolve_attention_backend(name: str, device: torch.device) -> str:
-    """``"auto"`` -> ``_flash_3`` (FA3 installed, sm90), ``_native_cudnn`` (CUDA), else ``native``."""
+def resolve_attention_backend(name: str, device: torch.device, dtype: torch.dtype = torch.bfloat16) -> str:
+    """``"auto"`` -> ``_flash_3`` (FA3 installed, sm90), ``_native_cudnn`` (CUDA), else ``native``.
+
+    cuDNN and FlashAttention kernels take half precision only: a float32 model gets ``native`` (PyTorch SDPA).
+    """
     if name != "auto":
         from diffusers.models.attention_dispatch import AttentionBackendName
 
@@ -120,7 +123,7 @@ def resolve_attention_backend(name: str, device: torch.device) -> str:
         if name not in valid:
             raise ValueError(f"attention_backend must be 'auto' or one of {sorted(valid)}, got {name!r}")
         return name
-    if device.type != "cuda":
+    if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
         return "native"
     if importlib.util.find_spec("flash_attn_interface") is not None and torch.cuda.get_device_capability(device)[0] == 9:
         return "_flash_3"
@@ -134,7 +137,7 @@ def accelerate(pipeline: Any, options: AccelerationOptions) -> AccelerationRepor
     """
     transformer = pipeline.transformer
     device = _module_device(transformer)
-    backend = resolve_attention_backend(options.attention_backend, device)
+    backend = resolve_attention_backend(options.attention_backend, device, pipeline.dtype)
     transformer.set_attention_backend(backend)
     report = AccelerationReport(attention_backend=backend)
 

@@ -182,6 +182,8 @@ def test_bad_options_name_the_field(kwargs, field) -> None:
 
 def test_attention_backend_resolution() -> None:
     assert resolve_attention_backend("auto", torch.device("cpu")) == "native"
+    # cuDNN / FlashAttention take half precision only: a float32 model on a GPU keeps PyTorch SDPA.
+    assert resolve_attention_backend("auto", torch.device("cuda"), torch.float32) == "native"
     assert resolve_attention_backend("_native_math", torch.device("cpu")) == "_native_math"
     with pytest.raises(ValueError, match="attention_backend"):
         resolve_attention_backend("fastest", torch.device("cpu"))
