@@ -90,15 +90,18 @@ def build_vae(device: torch.device, seed: int = 0):
     return vae.to(device).eval()
 
 
-def make_shot(num_frames: int, height: int, width: int, steps: int, text_dim: int, seed: int = 0, **fields: Any):
+def make_shot(
+    num_frames: int, height: int, width: int, steps: int, text_dim: int, seed: int = 0,
+    text_length: int = TEXT_LENGTH, **fields: Any,
+):
     """A shot of random uint8 images and random prompt embeddings given directly (no text encoder)."""
     from render_server.pipeline.types import PromptEmbeddings, ShotInputs
 
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
     embeds = PromptEmbeddings(
-        positive=torch.randn(1, TEXT_LENGTH, text_dim, generator=g) * 0.1,
-        negative=torch.randn(1, TEXT_LENGTH, text_dim, generator=g) * 0.1,
+        positive=torch.randn(1, text_length, text_dim, generator=g) * 0.1,
+        negative=torch.randn(1, text_length, text_dim, generator=g) * 0.1,
     )
     return ShotInputs(
         reference_image=rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
