@@ -53,15 +53,22 @@ class EngineConfig:
     gang: tuple[str, ...] = ()
     parallel: Any = None  # render_server.parallel.config.ParallelConfig
     # Speed/memory options (render_server.pipeline.acceleration); applied on CUDA, or anywhere when set.
+    # None = automatic: on for the real model on CUDA (the measured fast exact path, docs/speed.md), off elsewhere.
     attention_backend: str = "auto"
-    compile_blocks: bool = False
-    vae_decode_bf16: bool = False
+    compile_blocks: bool | None = None
+    vae_decode_bf16: bool | None = None
     offload: str = "none"
+    # (width, height) compiled at start-up so the first shot of that size does not pay for compilation.
+    warm_up_size: tuple[int, int] | None = None
 
     @property
     def acceleration_requested(self) -> bool:
-        return (self.attention_backend != "auto" or self.compile_blocks or self.vae_decode_bf16
+        return (self.attention_backend != "auto" or bool(self.compile_blocks) or bool(self.vae_decode_bf16)
                 or self.offload != "none")
+
+    def fast_path_default(self) -> bool:
+        """Users of the real model on a GPU expect the fast exact path without knowing the flags."""
+        return self.model == "one-to-all" and self.device.startswith("cuda")
 
 
 @dataclass(frozen=True)
@@ -179,12 +186,22 @@ class Engine:
             # "auto" picks cuDNN/FlashAttention on CUDA, which need half precision: the float32 tiny model on a
             # GPU failed every job with it (seen on an H100). PyTorch SDPA handles float32.
             backend = "native"
+        auto = cfg.fast_path_default()
+        compile_blocks = auto if cfg.compile_blocks is None else cfg.compile_blocks
+        decode_bf16 = auto if cfg.vae_decode_bf16 is None else cfg.vae_decode_bf16
         options = AccelerationOptions(
-            attention_backend=backend, compile_blocks=cfg.compile_blocks,
-            vae_decode_dtype=torch.bfloat16 if cfg.vae_decode_bf16 else None, offload=cfg.offload,
+            attention_backend=backend, compile_blocks=compile_blocks,
+            vae_decode_dtype=torch.bfloat16 if decode_bf16 else None, offload=cfg.offload,
         )
         report = accelerate(self._pipeline, options)
         logger.info("acceleration", extra={"device": self.device, **report.as_dict()})
+        if compile_blocks and cfg.warm_up_size is not None:
+            from .pipeline.acceleration import warm_up
+
+            width, height = cfg.warm_up_size
+            graphs = warm_up(self._pipeline, height=height, width=width, chunk_frames=(cfg.chunk_frames,))
+            logger.info("warm-up compiled", extra={"device": self.device, "graphs": graphs,
+                                                   "width": width, "height": height})
 
     def _start_group(self) -> None:
         """Spawns the gang's rank processes (the server process itself never touches CUDA then)."""

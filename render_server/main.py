@@ -46,8 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     speed = p.add_argument_group("speed and memory (render_server/pipeline/acceleration.py; one-GPU engines)")
     speed.add_argument("--attention-backend", default="auto",
                        help="diffusers attention backend; auto = FlashAttention 3 on Hopper, else cuDNN SDPA on CUDA")
-    speed.add_argument("--compile-blocks", action="store_true", help="torch.compile the repeated blocks")
-    speed.add_argument("--vae-decode-bf16", action="store_true", help="decode frames in bfloat16")
+    speed.add_argument("--compile-blocks", action=argparse.BooleanOptionalAction, default=None,
+                       help="torch.compile the repeated blocks (default: on for the real model on CUDA)")
+    speed.add_argument("--vae-decode-bf16", action=argparse.BooleanOptionalAction, default=None,
+                       help="decode frames in bfloat16 (default: on for the real model on CUDA)")
+    speed.add_argument("--warm-up-size", type=_size, default=None, metavar="WIDTHxHEIGHT",
+                       help="compile the graphs of this output size at start-up (with compiled blocks)")
     speed.add_argument("--offload", choices=("none", "block", "leaf"), default="none",
                        help="group offloading of the transformer (the 14B on a 48 GB card)")
     sec = p.add_argument_group("security")
@@ -71,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--no-reflection", action="store_true", help="disable gRPC server reflection")
     add_parallel_arguments(p)
     return p
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'1024x576' -> (1024, 576); argparse turns the ValueError into a usage error naming the flag."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) <= 0 or int(height) <= 0:
+        raise ValueError(f"expected WIDTHxHEIGHT in pixels, got {text!r}")
+    return int(width), int(height)
 
 
 def _devices(arg: str | None) -> tuple[str, ...]:
@@ -112,7 +124,8 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
         engine=EngineConfig(model=model, checkpoint=args.checkpoint, wan=args.wan, chunk_frames=args.chunk_frames,
                             pose_model=args.pose_model, det_model=args.det_model,
                             attention_backend=args.attention_backend, compile_blocks=args.compile_blocks,
-                            vae_decode_bf16=args.vae_decode_bf16, offload=args.offload),
+                            vae_decode_bf16=args.vae_decode_bf16, offload=args.offload,
+                            warm_up_size=args.warm_up_size),
         devices=_devices(args.device),
         limits=limits,
         heartbeat_interval_s=args.heartbeat_s,
