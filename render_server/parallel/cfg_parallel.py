@@ -193,8 +193,8 @@ class CfgParallel:
 
 @dataclass
 class _GatheredBatches:
-    """What ``CfgParallelPipeline._pass_batches`` returns in place of the pipeline's batches: this rank's
-    batches, run and exchanged by one ``_run_passes`` call per step."""
+    """What ``CfgParallelPipeline.build_pass_batches`` returns in place of the pipeline's batches: this rank's
+    batches, run and exchanged by one ``run_pass_batch`` call per step."""
 
     local: list[_PassBatch]
     groups: tuple[tuple[GuidancePass, ...], ...]  # assign_passes(...): the passes of every rank
@@ -254,7 +254,7 @@ class CfgParallelPipeline(OneToAllPipeline):
             prepared, chunk, chunk_index, previous_frames, on_step=on_step, should_cancel=agreed_cancel, noise=noise
         )
 
-    def _pass_batches(self, prepared: PreparedShot, pose_video: torch.Tensor, *args, **kwargs) -> list:
+    def build_pass_batches(self, prepared: PreparedShot, pose_video: torch.Tensor, *args, **kwargs) -> list:
         groups = assign_passes(prepared.guidance.passes, self.parallel.world_size)
         mine = groups[self.parallel.rank]
         local: list[_PassBatch] = []
@@ -262,19 +262,19 @@ class CfgParallelPipeline(OneToAllPipeline):
             # The pipeline batches the guidance's passes: hand it a guidance made of this rank's passes only.
             subset = Guidance(f"{prepared.guidance.name}[rank {self.parallel.rank}]", mine, base=mine[0].name)
             local_prepared = _replace_guidance(prepared, subset)
-            local = super()._pass_batches(local_prepared, pose_video, *args, **kwargs)
+            local = super().build_pass_batches(local_prepared, pose_video, *args, **kwargs)
         return [_GatheredBatches(local, groups)]
 
-    def _run_passes(self, batch, latents: torch.Tensor, *args, **kwargs) -> dict[str, torch.Tensor]:
+    def run_pass_batch(self, batch, latents: torch.Tensor, *args, **kwargs) -> dict[str, torch.Tensor]:
         # The step arguments after the latents (timestep or schedule + step, token_replace) pass through
         # untouched, so this override follows the pipeline's own signature.
         if not isinstance(batch, _GatheredBatches):
-            return super()._run_passes(batch, latents, *args, **kwargs)
+            return super().run_pass_batch(batch, latents, *args, **kwargs)
 
         def compute() -> dict[str, torch.Tensor]:
             predictions: dict[str, torch.Tensor] = {}
             for part in batch.local:
-                predictions.update(super(CfgParallelPipeline, self)._run_passes(part, latents, *args, **kwargs))
+                predictions.update(super(CfgParallelPipeline, self).run_pass_batch(part, latents, *args, **kwargs))
             return predictions
 
         like = torch.empty(latents.shape, device=self.device, dtype=self.dtype)

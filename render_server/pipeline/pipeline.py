@@ -259,7 +259,7 @@ class OneToAllPipeline:
             latents = torch.cat([prev_latents, latents[:, :, pinned:]], dim=2)
 
         pose_video = uint8_to_unit(shot.pose_frames[chunk.pose_frame_indices(shot.num_frames)])
-        batches = self._pass_batches(prepared, pose_video)
+        batches = self.build_pass_batches(prepared, pose_video)
         # Step caches (FirstBlockCache, TaylorSeer) hold residuals of the previous call: never across chunks
         # (other shapes and content; a resumed chunk would differ otherwise).
         reset_step_cache(self.transformer)
@@ -271,7 +271,7 @@ class OneToAllPipeline:
             t = schedule.timesteps[step]
             predictions = {}
             for batch in batches:
-                predictions.update(self._run_passes(batch, latents, schedule, step, chunk.token_replace))
+                predictions.update(self.run_pass_batch(batch, latents, schedule, step, chunk.token_replace))
             if not rules.fp32_guidance:
                 velocity = prepared.guidance.combine(predictions)
             else:
@@ -348,8 +348,14 @@ class OneToAllPipeline:
         generator = torch.Generator(device="cpu").manual_seed(seed)
         return torch.randn(shape, generator=generator, dtype=torch.float32)
 
-    def _pass_batches(self, prepared: PreparedShot, pose_video: torch.Tensor) -> list["_PassBatch"]:
-        """Per-chunk constant inputs of every guidance pass, grouped into transformer batches."""
+    def build_pass_batches(self, prepared: PreparedShot, pose_video: torch.Tensor) -> list["_PassBatch"]:
+        """Per-chunk constant inputs of every guidance pass, grouped into transformer batches.
+
+        Extension point (with ``run_pass_batch``): the chunk loop calls this once per chunk and
+        ``run_pass_batch`` once per batch and step, and merges the returned predictions by pass name.
+        ``render_server.parallel.cfg_parallel`` overrides both to spread the passes over ranks; keep the
+        signatures stable.
+        """
         device, dtype = self.device, self.dtype
         passes = prepared.guidance.passes
         pose_tokens: dict[tuple[str, str], torch.Tensor] = {}
@@ -380,7 +386,7 @@ class OneToAllPipeline:
             )
         return batches
 
-    def _run_passes(
+    def run_pass_batch(
         self, batch: "_PassBatch", latents: torch.Tensor, schedule: Schedule, step: int, token_replace: bool
     ) -> dict[str, torch.Tensor]:
         n = len(batch.passes)
