@@ -238,7 +238,7 @@ class Engine:
         self._loaded.wait()
         if should_cancel is not None and should_cancel():
             raise RenderCancelled("cancelled before preparation")
-        if self._parallel and getattr(self._pipeline, "_closed", False):
+        if self._parallel and self._pipeline.closed:
             # A rank died or hung during an earlier job and the group closed itself: start a fresh one.
             logger.warning("parallel group was closed after a failure; restarting it", extra={"device": self.device})
             self._start_group()

@@ -384,6 +384,11 @@ class ParallelGroup:
             video[chunk.write_start : chunk.write_end] = frames
         return video
 
+    @property
+    def closed(self) -> bool:
+        """True once the group was closed, by the owner or by itself after a rank died or hung."""
+        return self._closed
+
     def close(self) -> None:
         """Stop the ranks (gracefully, then by force after ``STOP_GRACE_S``) and remove the rendezvous folder."""
         if self._closed:
