@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -136,24 +136,30 @@ def _scaled(color: Sequence[int], alpha: float) -> list[int]:
     return [int(c * alpha) for c in color]
 
 
+def _present_limbs(subset: np.ndarray) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """(limb i, person n, joint pair, subset indices) of the 17 drawn limbs whose two joints both exist, in the
+    official drawing order (limb-major, then person)."""
+    for i in range(17):
+        pair = np.array(LIMBS[i]) - 1
+        for n in range(len(subset)):
+            index = subset[n][pair]
+            if -1 not in index:
+                yield i, n, pair, index
+
+
 def _draw_body_aligned(canvas: np.ndarray, pose: OpenPose, score: np.ndarray) -> np.ndarray:
     height, width = canvas.shape[:2]
     sw = stick_width(width, height, 3)
     candidate = np.asarray(pose.candidate)
     subset = np.asarray(pose.subset)
     box = _Box()
-    for i in range(17):
-        pair = np.array(LIMBS[i]) - 1
-        for n in range(len(subset)):
-            index = subset[n][pair]
-            if -1 in index:
-                continue
-            conf = score[n][pair]
-            # float(conf0 * conf1): the product is taken in the score dtype, the colour scaling in float64
-            alpha = max(float(conf[0] * conf[1]), 0) if conf[0] > 0 and conf[1] > 0 else LIMB_ALPHA_MISSING_SCORE
-            polygon = _limb_polygon(candidate, index.astype(int), width, height, sw)
-            cv2.fillConvexPoly(canvas, polygon, _scaled(COLORS[i], alpha))
-            box.add(polygon)
+    for i, n, pair, index in _present_limbs(subset):
+        conf = score[n][pair]
+        # float(conf0 * conf1): the product is taken in the score dtype, the colour scaling in float64
+        alpha = max(float(conf[0] * conf[1]), 0) if conf[0] > 0 and conf[1] > 0 else LIMB_ALPHA_MISSING_SCORE
+        polygon = _limb_polygon(candidate, index.astype(int), width, height, sw)
+        cv2.fillConvexPoly(canvas, polygon, _scaled(COLORS[i], alpha))
+        box.add(polygon)
     box.dim(canvas)
     for i in range(18):
         for n in range(len(subset)):
@@ -250,15 +256,10 @@ def draw_pose_classic(pose: OpenPose, height: int, width: int) -> np.ndarray:
     candidate = np.asarray(pose.candidate)
     subset = np.asarray(pose.subset)
     box = _Box()
-    for i in range(17):
-        pair = np.array(LIMBS[i]) - 1
-        for n in range(len(subset)):
-            index = subset[n][pair]
-            if -1 in index:
-                continue
-            polygon = _limb_polygon(candidate, index.astype(int), width, height, 4)
-            cv2.fillConvexPoly(canvas, polygon, COLORS[i])
-            box.add(polygon)
+    for i, _n, _pair, index in _present_limbs(subset):
+        polygon = _limb_polygon(candidate, index.astype(int), width, height, 4)
+        cv2.fillConvexPoly(canvas, polygon, COLORS[i])
+        box.add(polygon)
     box.dim(canvas)
     for i in range(18):
         for n in range(len(subset)):
