@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..pipeline.chunking import generate_shot
 from .config import ParallelConfig
 
 logger = logging.getLogger(__name__)
@@ -376,13 +377,7 @@ class ParallelGroup:
                 self._unexpected(message)
 
     def generate(self, shot: Any, *, on_step=None, should_cancel=None) -> np.ndarray:
-        prepared = self.prepare(shot)
-        video = np.zeros((shot.num_frames, shot.height, shot.width, 3), np.uint8)
-        for chunk in prepared.chunks:
-            previous = video[list(chunk.prev_frame_indices)] if chunk.token_replace else None
-            frames = self.generate_chunk(prepared, chunk, previous_frames=previous, on_step=on_step, should_cancel=should_cancel)
-            video[chunk.write_start : chunk.write_end] = frames
-        return video
+        return generate_shot(self, shot, on_step=on_step, should_cancel=should_cancel)
 
     @property
     def closed(self) -> bool:

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
+
+import numpy as np
 
 MAIN_CHUNK = 81
 OVERLAP_FRAMES = 5
@@ -241,3 +243,30 @@ def _assemble(
         written.update(range(start, write_end))
         delivered_end = max(delivered_end, write_end)
     return chunks
+
+
+class ChunkRunner(Protocol):
+    """What ``generate_shot`` drives: ``OneToAllPipeline`` and ``render_server.parallel.ParallelGroup``."""
+
+    def prepare(self, shot: Any) -> Any: ...
+
+    def generate_chunk(self, prepared: Any, chunk: Chunk, *, previous_frames: np.ndarray | None,
+                       on_step: Callable[..., Any] | None, should_cancel: Callable[[], bool] | None) -> np.ndarray: ...
+
+
+def generate_shot(
+    runner: ChunkRunner,
+    shot: Any,
+    *,
+    on_step: Callable[..., Any] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """The whole shot -> uint8 (N, H, W, 3): each chunk in plan order, fed the frames it re-encodes and pins."""
+    prepared = runner.prepare(shot)
+    video = np.zeros((shot.num_frames, shot.height, shot.width, 3), np.uint8)
+    for chunk in prepared.chunks:
+        previous = video[list(chunk.prev_frame_indices)] if chunk.token_replace else None
+        video[chunk.write_start : chunk.write_end] = runner.generate_chunk(
+            prepared, chunk, previous_frames=previous, on_step=on_step, should_cancel=should_cancel
+        )
+    return video

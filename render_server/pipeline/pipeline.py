@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .acceleration import reset_step_cache
-from .chunking import Chunk
+from .chunking import Chunk, generate_shot
 from .guidance import Guidance, GuidancePass, default_guidance_scales, guidance_for_scales
 from .scheduling import DEFAULT_SHIFT, Schedule, euler_step, make_schedule
 from .types import (
@@ -194,13 +194,7 @@ class OneToAllPipeline:
         self, shot: ShotInputs, *, on_step: OnStep | None = None, should_cancel: ShouldCancel | None = None
     ) -> np.ndarray:
         """The whole shot -> uint8 (N, H, W, 3)."""
-        prepared = self.prepare(shot)
-        video = np.zeros((shot.num_frames, shot.height, shot.width, 3), np.uint8)
-        for chunk in prepared.chunks:
-            previous = video[list(chunk.prev_frame_indices)] if chunk.token_replace else None
-            frames = self.generate_chunk(prepared, chunk, previous_frames=previous, on_step=on_step, should_cancel=should_cancel)
-            video[chunk.write_start : chunk.write_end] = frames
-        return video
+        return generate_shot(self, shot, on_step=on_step, should_cancel=should_cancel)
 
     def generate_chunk(
         self,
