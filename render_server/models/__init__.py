@@ -4,8 +4,7 @@ Names are resolved lazily so that ``import render_server.models`` stays cheap an
 fails at use, with the real ImportError, rather than at package import.
 """
 
-from importlib import import_module
-from typing import Any
+from render_server._lazy import lazy_getattr
 
 _EXPORTS = {
     "OneToAllTransformer": "transformer_one_to_all",
@@ -22,8 +21,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -5,8 +5,7 @@ Names are resolved lazily so that ``render_server.parallel.launch``'s pure-Pytho
 not import torch.
 """
 
-from importlib import import_module
-from typing import Any
+from render_server._lazy import lazy_getattr
 
 _EXPORTS = {
     "assign_passes": "cfg_parallel",
@@ -19,8 +18,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

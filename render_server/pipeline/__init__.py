@@ -5,8 +5,7 @@ Names are resolved lazily, so ``from render_server.pipeline.chunking import plan
 not import torch.
 """
 
-from importlib import import_module
-from typing import Any
+from render_server._lazy import lazy_getattr
 
 _EXPORTS = {
     "Chunk": "chunking",
@@ -37,8 +36,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
